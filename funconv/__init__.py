@@ -1,0 +1,2 @@
+"""funconv: a functional convolutional-network library for JAX."""
+from funconv import ops
