@@ -54,11 +54,34 @@ def _taps(xp, window, geo: Geometry):
           for tap in window_offsets(window)]
 
 
-def _spread(part, tap, geo: Geometry):
-  """Transpose of `strided_window_slice`: place `part` `(n, *O, C)` back on the padded grid."""
-  starts = [k * d for k, d in zip(tap, geo.dilation)]
-  pairs = [(b, p - b - dilate_size(o, s)) for b, p, o, s in zip(starts, geo.padded, geo.out, geo.strides)]
-  return pad_spatial(part, pairs, interior=[s - 1 for s in geo.strides])
+def _col2im(parts, window, geo: Geometry):
+  """Transpose of `_taps`: add each tap's `(n, *O, C)` part back onto the padded grid `(n, *P, C)`.
+
+  Tap `k` lands on positions `D k + S o`. Position `S q + r` (phase `r < S`) gets the taps with
+  `D k = r (mod S)`, shifted by `floor(D k / S)`: per phase a sum of unstrided shifts, then the
+  phases are interleaved. No zeros are spread between elements (interior padding, a slow
+  fusion on CPU), and no work is done for them.
+  """
+  n, channels = parts[0].shape[0], parts[0].shape[-1]
+  phase_shape = tuple(-(-p // s) for p, s in zip(geo.padded, geo.strides))   # Q = ceil(P / S)
+  phases = {}
+  for part, tap in zip(parts, window_offsets(window)):
+    starts = [k * d for k, d in zip(tap, geo.dilation)]
+    phase = tuple(b % s for b, s in zip(starts, geo.strides))
+    shifts = [b // s for b, s in zip(starts, geo.strides)]
+    placed = pad_spatial(part, [(b, q - b - o) for b, q, o in zip(shifts, phase_shape, geo.out)])
+    phases[phase] = phases[phase] + placed if phase in phases else placed
+  if all(s == 1 for s in geo.strides):
+    grid = phases[(0,) * len(window)]
+  else:
+    zeros = jnp.zeros((n, *phase_shape, channels), parts[0].dtype)
+    stacked = jnp.stack([phases.get(r, zeros) for r in window_offsets(geo.strides)])
+    stacked = stacked.reshape(*geo.strides, n, *phase_shape, channels)
+    rank = len(window)
+    # (S1, .., Sd, n, Q1, .., Qd, C) -> (n, Q1, S1, .., Qd, Sd, C): phase r of q is position S q + r.
+    order = (rank, *(a for i in range(rank) for a in (rank + 1 + i, i)), 2 * rank + 1)
+    grid = stacked.transpose(order).reshape(n, *(q * s for q, s in zip(phase_shape, geo.strides)), channels)
+  return lax.slice(grid, (0,) * grid.ndim, (n, *geo.padded, channels))
 
 
 def _rows(a):
@@ -140,8 +163,7 @@ def _input_grad(g, w, geo: Geometry):
     parts = [d_patches[:, i * channels:(i + 1) * channels] for i in range(len(w_taps))]
   else:
     parts = [_tap_input_grad(g2, w_taps[i], geo) for i in range(len(w_taps))]
-  return sum(_spread(part.reshape(n, *geo.out, channels), tap, geo)
-             for part, tap in zip(parts, window_offsets(window)))
+  return _col2im([part.reshape(n, *geo.out, channels) for part in parts], window, geo)
 
 
 def _kernel_grad(xp, g, window, geo: Geometry):

@@ -1,0 +1,65 @@
+"""A drop-in for `jax.lax.conv_general_dilated` built on funconv's explicit convolution."""
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from funconv.ops.conv import conv
+from funconv.ops.padding import pad_spatial
+from funconv.ops.windows import as_tuple, dilate_size
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None, out_sharding=None):
+  """`jax.lax.conv_general_dilated`, same signature and semantics, without the native convolution.
+
+  Any `dimension_numbers` (`("NCHW", "OIHW", "NCHW")` by default, as in lax), string or
+  explicit padding (negative pads crop), input dilation (interior padding: the transposed
+  convolution), kernel dilation, feature groups and batch groups. Gradients use funconv's
+  explicit backward. `out_sharding`, as in lax, reshards the result. Libraries that accept a convolution callable can use it, e.g.
+  `flax.nnx.Conv(..., conv_general_dilated=funconv.ops.conv_general_dilated)`.
+
+  Example:
+    >>> x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))        # NCHW, OIHW
+    >>> conv_general_dilated(x, w, (1, 1), "SAME").shape
+    (2, 4, 8, 8)
+  """
+  op = "conv_general_dilated"
+  lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
+  dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  rank = lhs.ndim - 2
+  x = jnp.transpose(lhs, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))
+  w = jnp.transpose(rhs, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0]))
+  strides = as_tuple(window_strides, rank, "window_strides", op)
+  lhs_dilation = as_tuple(lhs_dilation, rank, "lhs_dilation", op)
+  rhs_dilation = as_tuple(rhs_dilation, rank, "rhs_dilation", op)
+  if isinstance(padding, str):
+    if any(d > 1 for d in lhs_dilation):
+      raise ValueError(f"{op}: string padding {padding!r} is not defined with lhs_dilation={lhs_dilation} "
+                       "(as in lax); give explicit (low, high) pairs or use funconv.ops.conv_transpose")
+    dilated_in = [dilate_size(n, d) for n, d in zip(x.shape[1:-1], lhs_dilation)]
+    dilated_window = [dilate_size(k, d) for k, d in zip(w.shape[:-2], rhs_dilation)]
+    padding = lax.padtype_to_pads(dilated_in, dilated_window, strides, padding)
+  x = pad_spatial(x, [tuple(p) for p in padding], interior=[d - 1 for d in lhs_dilation])
+  groups = feature_group_count
+  if batch_group_count > 1:
+    if feature_group_count > 1:
+      raise ValueError(f"{op}: at most one of feature_group_count ({feature_group_count}) and "
+                       f"batch_group_count ({batch_group_count}) may exceed 1")
+    n = x.shape[0]
+    if n % batch_group_count or w.shape[-1] % batch_group_count:
+      raise ValueError(f"{op}: batch_group_count={batch_group_count} must divide the batch ({n}) and the "
+                       f"output features ({w.shape[-1]}); lhs.shape={lhs.shape}, rhs.shape={rhs.shape}")
+    # Batch group b becomes feature group b: (B * N', ..., C) -> (N', ..., B * C).
+    x = x.reshape(batch_group_count, n // batch_group_count, *x.shape[1:])
+    x = jnp.moveaxis(x, 0, -2).reshape(*x.shape[1:-1], batch_group_count * x.shape[-1])
+    groups = batch_group_count
+  y = conv(x, w, strides, "VALID", rhs_dilation, groups, precision=precision)
+  logical = (0, rank + 1, *range(1, rank + 1))  # y's axis holding each of (batch, feature, spatial...)
+  perm = [0] * y.ndim
+  for j, axis in enumerate(dn.out_spec):
+    perm[axis] = logical[j]
+  y = jnp.transpose(y, perm)
+  if preferred_element_type is not None:
+    y = y.astype(preferred_element_type)
+  return y if out_sharding is None else jax.sharding.reshard(y, out_sharding)

@@ -1,0 +1,114 @@
+"""Pooling from strided slices and reshapes; no `lax.reduce_window`, whose max gradient
+(SelectAndScatter) is slow on CPU.
+
+Windows that tile the input exactly (`strides == window`) reduce a reshaped view; overlapping
+windows fold the per-tap strided slices with `maximum` or `add`.
+"""
+import math
+
+import jax.numpy as jnp
+from jax import lax
+
+from funconv.ops.padding import pad_spatial, resolve_padding
+from funconv.ops.windows import as_tuple, check_float, conv_output_size, flatten_batch, strided_window_slice, window_offsets
+
+
+def _prepare(x, window, strides, padding, op):
+  """Checks and geometry: `(x3, batch, window, strides, pairs, fill, out)`."""
+  window = tuple(window) if not isinstance(window, int) else (window,)
+  rank = len(window)
+  window = as_tuple(window, rank, "window_shape", op)
+  check_float(x, op)
+  x3, batch = flatten_batch(jnp.asarray(x), rank, op)
+  strides = as_tuple(strides, rank, "strides", op)
+  pairs, fill = resolve_padding(padding, x3.shape[1:-1], window, strides, (1,) * rank, op)
+  out = tuple(conv_output_size(n, k, s, p) for n, k, s, p in zip(x3.shape[1:-1], window, strides, pairs))
+  if any(o < 1 for o in out):
+    raise ValueError(f"{op}: window {window} is larger than the padded input (x.shape={jnp.shape(x)}, "
+                     f"padding {pairs})")
+  return x3, batch, window, strides, pairs, fill, out
+
+
+def _reduce_windows(xp, window, strides, out, reducer, reshape_reduce):
+  """Reduce every window of the padded `xp` `(n, *P, C)` to `(n, *out, C)`."""
+  if strides == window:
+    # Non-overlapping windows: crop the unused tail, split each axis into (out, window), reduce.
+    cropped = lax.slice(xp, (0,) * xp.ndim, (xp.shape[0], *(o * k for o, k in zip(out, window)), xp.shape[-1]))
+    split = cropped.reshape(xp.shape[0], *(d for o, k in zip(out, window) for d in (o, k)), xp.shape[-1])
+    return reshape_reduce(split, axis=tuple(range(2, 2 * len(window) + 1, 2)))
+  taps = (strided_window_slice(xp, tap, out, strides) for tap in window_offsets(window))
+  result = next(taps)
+  for tap in taps:
+    result = reducer(result, tap)
+  return result
+
+
+def _sum_pool(x, window, strides, padding, op):
+  x3, batch, window, strides, pairs, fill, out = _prepare(x, window, strides, padding, op)
+  y = _reduce_windows(pad_spatial(x3, pairs, fill), window, strides, out, lax.add, jnp.sum)
+  return y, batch, window, strides, pairs, fill, out
+
+
+def max_pool(x, window_shape, strides=None, padding="VALID"):
+  """Maximum over each window of channels-last `x` `(*batch, *spatial, C)`.
+
+  `window_shape` has one size per spatial axis; `strides` defaults to 1 (as in stax and Flax:
+  pass `strides=window_shape` for the usual non-overlapping pooling); padding as in `conv`,
+  zero padding being `-inf` here. Returns `(*batch, *out, C)`. Ties share the gradient equally
+  (the max of a reshaped window) or go to the later tap (the max of overlapping slices), where
+  `lax.reduce_window` gives it to one element.
+
+  Example:
+    >>> max_pool(jnp.ones((4, 28, 28, 8)), (2, 2), strides=(2, 2)).shape
+    (4, 14, 14, 8)
+  """
+  x3, batch, window, strides, pairs, fill, out = _prepare(x, window_shape, strides, padding, "max_pool")
+  xp = pad_spatial(x3, pairs, fill, value=-jnp.inf)
+  y = _reduce_windows(xp, window, strides, out, lax.max, jnp.max)
+  return y.reshape(*batch, *y.shape[1:])
+
+
+def sum_pool(x, window_shape, strides=None, padding="VALID"):
+  """Sum over each window of `x` `(*batch, *spatial, C)`; arguments as in `max_pool`, padding with zeros."""
+  y, batch, *_ = _sum_pool(x, window_shape, strides, padding, "sum_pool")
+  return y.reshape(*batch, *y.shape[1:])
+
+
+def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=True):
+  """Mean over each window of `x` `(*batch, *spatial, C)`; arguments as in `max_pool`.
+
+  With `count_include_pad=True` (the default, as `lax.reduce_window` sums, Flax and PyTorch)
+  every window is divided by its full size, padded zeros included; with `False`, by the number
+  of input elements it covers, so border windows are true means.
+
+  Example:
+    >>> avg_pool(jnp.ones((5, 5, 1)), (3, 3), padding="SAME", count_include_pad=False)[0, 0, 0]
+    Array(1., dtype=float32)
+  """
+  y, batch, window, strides, pairs, fill, out = _sum_pool(x, window_shape, strides, padding, "avg_pool")
+  if count_include_pad or fill != "constant":
+    y = y / math.prod(window)
+  else:
+    ones = jnp.ones((1, *jnp.shape(x)[-len(window) - 1:-1], 1), y.dtype)
+    y = y / _reduce_windows(pad_spatial(ones, pairs), window, strides, out, lax.add, jnp.sum)
+  return y.reshape(*batch, *y.shape[1:])
+
+
+def l2_pool(x, window_shape, strides=None, padding="VALID"):
+  """`sqrt` of the sum of squares over each window of `x`; arguments as in `max_pool`."""
+  y, batch, *_ = _sum_pool(jnp.square(x), window_shape, strides, padding, "l2_pool")
+  return jnp.sqrt(y).reshape(*batch, *y.shape[1:])
+
+
+def global_avg_pool(x, rank: int = 2):
+  """Mean over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
+  check_float(x, "global_avg_pool")
+  flatten_batch(x, rank, "global_avg_pool")
+  return jnp.mean(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
+
+
+def global_max_pool(x, rank: int = 2):
+  """Maximum over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
+  check_float(x, "global_max_pool")
+  flatten_batch(x, rank, "global_max_pool")
+  return jnp.max(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))

@@ -1,0 +1,30 @@
+"""The native convolution that funconv must agree with, as test oracles."""
+import jax.numpy as jnp
+from jax import lax
+
+import funconv as fc
+
+LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def native_conv(x, w, strides, padding, dilation, groups):
+  """`lax.conv_general_dilated` on `(*batch, *spatial, C)` with funconv's padding modes resolved."""
+  rank = w.ndim - 2
+  batch = x.shape[:x.ndim - rank - 1]
+  x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
+  pairs, fill = fc.ops.resolve_padding(padding, x3.shape[1:-1], w.shape[:-2], strides, dilation, "oracle")
+  if fill != "constant":
+    x3, pairs = jnp.pad(x3, ((0, 0), *pairs, (0, 0)), mode=fill), [(0, 0)] * rank
+  y = lax.conv_general_dilated(x3, w, strides, pairs, rhs_dilation=dilation, feature_group_count=groups,
+                               dimension_numbers=LAYOUTS[rank])
+  return y.reshape(*batch, *y.shape[1:])
+
+
+def native_conv_transpose(x, w, strides, padding, dilation):
+  rank = w.ndim - 2
+  batch = x.shape[:x.ndim - rank - 1]
+  x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
+  if isinstance(padding, int):
+    padding = [(padding, padding)] * rank
+  y = lax.conv_transpose(x3, w, strides, padding, dilation, LAYOUTS[rank])
+  return y.reshape(*batch, *y.shape[1:])

@@ -1,0 +1,191 @@
+"""funconv.ops.conv and conv_transpose against lax's native convolution, forward and backward."""
+import contextlib
+import importlib
+import math
+
+import chex
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from jax.test_util import check_grads
+
+import funconv as fc
+from tests.ops.oracle import native_conv, native_conv_transpose
+
+conv_module = importlib.import_module("funconv.ops.conv")  # the module, not the function it exports
+
+PADDINGS = ["VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "CAUSAL", "int", "pairs"]
+
+
+@contextlib.contextmanager
+def chunk_bytes(value):
+  """Force the batch-chunking scan even on tiny inputs."""
+  old, conv_module.CHUNK_BYTES = conv_module.CHUNK_BYTES, value
+  try:
+    yield
+  finally:
+    conv_module.CHUNK_BYTES = old
+
+
+def tolerance(x, w):
+  """Float32 rounding of a sum of `K * C` products of these magnitudes."""
+  scale = np.abs(x).max() * np.abs(w).max() * math.prod(w.shape[:-1])
+  return 1e-6 * scale + 1e-6
+
+
+@st.composite
+def conv_configs(draw, transpose=False):
+  rank = draw(st.sampled_from([1, 2, 3]))
+  max_k = {1: 5, 2: 3, 3: 2}[rank]
+  window = tuple(draw(st.integers(1, max_k)) for _ in range(rank))
+  strides = tuple(draw(st.integers(1, 4)) for _ in range(rank))  # strides larger than the window too
+  dilation = tuple(draw(st.integers(1, 2)) for _ in range(rank))
+  groups = 1 if transpose else draw(st.sampled_from([1, 1, 2, 3]))
+  c_in = groups * draw(st.integers(1, 3))
+  c_out = groups * draw(st.integers(1, 3))
+  if not transpose and groups > 1 and draw(st.booleans()):
+    c_in = groups  # depthwise, with channel multiplier c_out // groups
+  if transpose:
+    padding = draw(st.sampled_from(["VALID", "SAME", "int", "pairs"]))
+  else:
+    padding = draw(st.sampled_from([p for p in PADDINGS if p != "CAUSAL" or rank == 1]))
+  reach = [d * (k - 1) + 1 for k, d in zip(window, dilation)]
+  max_size = {1: 12, 2: 8, 3: 5}[rank]
+  spatial = tuple(draw(st.integers(max(r, 1), max(r, 1) + max_size)) for r in reach)
+  if padding == "int":
+    padding = draw(st.integers(0, 2))
+  elif padding == "pairs":
+    padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(rank))
+  elif padding == "REFLECT":
+    spatial = tuple(max(n, r) for n, r in zip(spatial, reach))
+  batch = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 2))))
+  algorithm = draw(st.sampled_from([None, "im2col", "shifted"]))
+  chunk = draw(st.sampled_from([conv_module.CHUNK_BYTES, 1]))
+  seed = draw(st.integers(0, 2 ** 16))
+  return dict(rank=rank, window=window, strides=strides, dilation=dilation, groups=groups, c_in=c_in,
+              c_out=c_out, padding=padding, spatial=spatial, batch=batch, algorithm=algorithm, chunk=chunk, seed=seed)
+
+
+def arrays(cfg, transpose=False):
+  """NumPy inputs (eager jax.random would compile a program per new shape) and a seed for the cotangent."""
+  rng = np.random.default_rng(cfg["seed"])
+  x = rng.standard_normal((*cfg["batch"], *cfg["spatial"], cfg["c_in"]), np.float32)
+  in_per_group = cfg["c_in"] if transpose else cfg["c_in"] // cfg["groups"]
+  w = rng.standard_normal((*cfg["window"], in_per_group, cfg["c_out"]), np.float32)
+  return x, w, rng
+
+
+def value_and_input_grads(f, x, w, g):
+  """`f(x, w)` and its input and kernel cotangents for output cotangent `g`, in one compiled program."""
+  y, vjp = jax.vjp(f, x, w)
+  return (y, *vjp(g))
+
+
+def assert_close_with_grads(ours, native, x, w, rng):
+  """Outputs, then input and kernel cotangents for a random output cotangent, agree."""
+  shape = jax.eval_shape(native, x, w).shape
+  g = rng.standard_normal(shape, np.float32)
+  expected = jax.jit(value_and_input_grads, static_argnums=0)(native, x, w, g)
+  actual = jax.jit(value_and_input_grads, static_argnums=0)(ours, x, w, g)
+  chex.assert_shape(actual[0], shape)
+  chex.assert_type(actual, jnp.float32)
+  tol = tolerance(x, w)
+  np.testing.assert_allclose(actual[0], expected[0], atol=tol, rtol=1e-5)
+  for ours_grad, ref_grad in zip(actual[1:], expected[1:]):
+    np.testing.assert_allclose(ours_grad, ref_grad, atol=4 * tol * max(1.0, g.size ** 0.25), rtol=1e-4)
+
+
+def run_conv(cfg):
+  x, w, key = arrays(cfg)
+  args = (cfg["strides"], cfg["padding"], cfg["dilation"], cfg["groups"])
+  with chunk_bytes(cfg["chunk"]):
+    try:
+      expected_shape = jax.eval_shape(lambda x, w: native_conv(x, w, *args), x, w).shape
+    except Exception:  # the oracle rejects it too (window larger than the padded input)
+      with pytest.raises(ValueError, match="conv"):
+        fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"])
+      return
+    if min(expected_shape, default=1) == 0:
+      with pytest.raises(ValueError, match="larger than the padded input"):
+        fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"])
+      return
+    assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"]),
+                            lambda x, w: native_conv(x, w, *args), x, w, key)
+
+
+@settings(max_examples=250)
+@given(conv_configs())
+def test_conv_matches_native_forward_and_gradients(cfg):
+  run_conv(cfg)
+
+
+@settings(max_examples=80)
+@given(conv_configs(transpose=True))
+def test_conv_transpose_matches_native_forward_and_gradients(cfg):
+  x, w, key = arrays(cfg, transpose=True)
+  args = (cfg["strides"], cfg["padding"], cfg["dilation"])
+  try:
+    expected = jax.eval_shape(lambda x, w: native_conv_transpose(x, w, *args), x, w).shape
+  except Exception:
+    expected = (0,)
+  if min(expected) < 1:
+    with pytest.raises(ValueError, match="conv_transpose"):
+      fc.ops.conv_transpose(x, w, *args)
+    return
+  with chunk_bytes(cfg["chunk"]):
+    assert_close_with_grads(lambda x, w: fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"]),
+                            lambda x, w: native_conv_transpose(x, w, *args), x, w, key)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
+@pytest.mark.parametrize("groups,c_in", [(1, 4), (2, 4), (4, 4)])
+def test_check_grads_second_order(algorithm, groups, c_in):
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, c_in), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (3, 2, c_in // groups, 4), jnp.float64)
+    with chunk_bytes(1):
+      check_grads(lambda x, w: fc.ops.conv(x, w, (2, 1), "SAME", (1, 2), groups, algorithm=algorithm),
+                  (x, w), order=2, modes=("rev",))
+      check_grads(lambda x, w: fc.ops.conv_transpose(x, w[..., :c_in // groups, :].swapaxes(-1, -2)[..., :c_in],
+                                                     (2, 1), "SAME"),
+                  (x, w), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_big_enough_to_chunk_matches_native(rank):
+  """Shapes large enough that the default chunking scans over the batch."""
+  spatial = {1: (8192,), 2: (24, 24), 3: (8, 8, 8)}[rank]
+  rng = np.random.default_rng(rank)
+  x = rng.standard_normal((16, *spatial, 16), np.float32)
+  w = rng.standard_normal((*(3,) * rank, 16, 8), np.float32)
+  assert conv_module._chunk_size(16, spatial, (3,) * rank, 16, 4) < 16
+  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, "SAME"),
+                          lambda x, w: native_conv(x, w, (1,) * rank, "SAME", (1,) * rank, 1), x, w, rng)
+
+
+def test_output_shape_rule():
+  assert fc.ops.conv_output_size(28, 5) == 24
+  assert fc.ops.conv_output_size(32, 3, 2, (1, 1)) == 16
+  assert fc.ops.conv_output_size(32, 3, 1, (0, 0), dilation=2) == 28
+  assert fc.ops.conv_output_size(7, 3, 3, (1, 1)) == 3        # (W - K + 2P) / S + 1, floored
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 4, 8))), ValueError, "groups \\* w.shape"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), strides=0), ValueError, "strides"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="FULL"), ValueError, "unknown padding"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3), jnp.int32), jnp.ones((3, 3, 3, 8))), TypeError, "floating"),
+    (lambda: fc.ops.conv(jnp.ones((2, 2, 3)), jnp.ones((3, 3, 3, 8))), ValueError, "larger than the padded input"),
+    (lambda: fc.ops.conv(jnp.ones((8, 3)), jnp.ones((3, 3, 3, 8))), ValueError, "spatial axes"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 4)), jnp.ones((3, 3, 2, 6)), groups=4), ValueError, "groups=4"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="CAUSAL"), ValueError, "1-D"),
+    (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), dilation=(1, 2, 3)), ValueError, "dilation"),
+    (lambda: fc.ops.conv_transpose(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 4, 8))), ValueError, "channels"),
+    (lambda: fc.ops.conv_transpose(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="CIRCULAR"), ValueError, "padding"),
+])
+def test_bad_input_raises_clear_error(call, error, match):
+  with pytest.raises(error, match=match):
+    call()
