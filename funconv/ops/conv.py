@@ -27,13 +27,13 @@ from funconv.ops.padding import pad_spatial, resolve_padding
 from funconv.ops.windows import (as_tuple, check_float, conv_output_size, dilate_size, flatten_batch,
                                  strided_window_slice, window_offsets)
 
-ALGORITHMS = ("im2col", "shifted")
+ALGORITHMS = ("im2col", "shifted", "products")
 # Patch-matrix bytes of one batch chunk: about half of a core's L2 cache was fastest when measured
 # (experiments/bench_conv.py; docs/convolution.md).
 CHUNK_BYTES = 1 << 21
-# From this many input channels a GEMM per tap is no thinner than the patch GEMM, and it skips
-# the slow channel-axis concatenation (measured, docs/convolution.md).
-SHIFTED_FROM_CHANNELS = 64
+# Input elements per example (padded positions times channels) from which a stride-1 forward
+# computes all tap products in one GEMM rather than building the patch matrix (measured).
+PRODUCTS_FROM_ELEMENTS = 1 << 15
 
 
 class Geometry(NamedTuple):
@@ -50,8 +50,13 @@ class Geometry(NamedTuple):
 
 def _taps(xp, window, geo: Geometry):
   """The strided slice of `xp` under every kernel tap, each `(n, *O, C)`, in HWIO order."""
-  return [strided_window_slice(xp, tuple(k * d for k, d in zip(tap, geo.dilation)), geo.out, geo.strides)
-          for tap in window_offsets(window)]
+  return _taps_of_each([xp] * len(window_offsets(window)), window, geo)
+
+
+def _taps_of_each(arrays, window, geo: Geometry):
+  """Tap `k`'s strided slice of the `k`-th array."""
+  return [strided_window_slice(a, tuple(k * d for k, d in zip(tap, geo.dilation)), geo.out, geo.strides)
+          for a, tap in zip(arrays, window_offsets(window))]
 
 
 def _col2im(parts, window, geo: Geometry):
@@ -143,6 +148,14 @@ def _use_patches(geo, w):
 def _forward(xp, w, geo: Geometry):
   """`(n, *P, C)` padded input, `(*K, C // groups, C_out)` kernel -> `(n, *O, C_out)`."""
   window, c_out = w.shape[:-2], w.shape[-1]
+  if geo.algorithm == "products" and geo.groups == 1:
+    # Every padded position times every tap in one wide GEMM (`xp` reshapes to 2-D for free),
+    # then each tap's block of columns is slid into place: slices and adds that fuse into one loop.
+    taps = len(window_offsets(window))
+    w_wide = jnp.moveaxis(w.reshape(taps, -1, c_out), 0, 1).reshape(-1, taps * c_out)
+    products = _matmul(_rows(xp), w_wide, geo).reshape(*xp.shape[:-1], taps * c_out)
+    blocks = (lax.slice_in_dim(products, i * c_out, (i + 1) * c_out, axis=-1) for i in range(taps))
+    return sum(_taps_of_each(blocks, window, geo))
   taps = _taps(xp, window, geo)
   if _use_patches(geo, w):
     y = _matmul(_patches(taps), w.reshape(-1, c_out), geo)
@@ -237,16 +250,34 @@ def _conv_transposed_padded_bwd(geo, residuals, g):
 _conv_transposed_padded.defvjp(_conv_transposed_padded_fwd, _conv_transposed_padded_bwd)
 
 
-def _chunk_size(n, out, window, channels, itemsize):
-  """The largest divisor of the batch `n` whose patch matrix fits in `CHUNK_BYTES`."""
+def _chunk_size(n, out, window, channels, itemsize, depthwise=False):
+  """The largest divisor of the batch `n` whose patch matrix fits in `CHUNK_BYTES`.
+
+  Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
+  break up (measured 10x slower chunked): one chunk.
+  """
+  if depthwise:
+    return n
   per_example = math.prod(out) * math.prod(window) * channels * itemsize
   target = max(1, CHUNK_BYTES // max(per_example, 1))
   return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
 
 
-def _choose_algorithm(algorithm, channels, groups, op):
+def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
+  """The forward algorithm: the caller's, or the one measured fastest for this shape.
+
+  Grouped convolutions multiply per tap ("shifted"). Otherwise the patch matrix ("im2col"),
+  except for stride-1 convolutions over a large example (`C * prod(P) >= PRODUCTS_FROM_ELEMENTS`),
+  where one wide GEMM of every position with every tap ("products") measured faster (rows 5,
+  10, 11 and 12 of experiments/bench_conv.py; slower on rows 2, 3 and 4).
+  """
   if algorithm is None:
-    return "shifted" if channels // groups >= SHIFTED_FROM_CHANNELS or groups > 1 else "im2col"
+    padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
+    if groups > 1:
+      return "shifted"
+    if all(s == 1 for s in strides) and padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS:
+      return "products"
+    return "im2col"
   if algorithm not in ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {ALGORITHMS}")
   return algorithm
@@ -260,15 +291,17 @@ def _check_kernel(x, w, rank, op):
                      f"{rank}-D window, got w.shape={w.shape}")
 
 
-def _geometry(in_spatial, window, strides, dilation, groups, pairs, algorithm, n, channels, itemsize, op,
-              precision=None, x_shape=None):
-  padded = tuple(n_ + lo + hi for n_, (lo, hi) in zip(in_spatial, pairs))
+def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, algorithm, itemsize, precision, op):
+  """The `Geometry` of a conv of `x` `(n, *spatial, C)` with `w`, after padding by `pairs`."""
+  window, c_out = w_shape[:-2], w_shape[-1]
+  padded = tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
   out = tuple(conv_output_size(p, k, s, (0, 0), d) for p, k, s, d in zip(padded, window, strides, dilation))
   if any(o < 1 for o in out):
     raise ValueError(f"{op}: the window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
-                     f"padded input {padded} (input shape {x_shape}, padding {pairs})")
-  return Geometry(strides, dilation, groups, padded, out, algorithm,
-                  _chunk_size(n, out, window, channels // groups * groups, itemsize), precision)
+                     f"padded input {padded} (input spatial shape {x_shape[1:-1]}, padding {pairs})")
+  channels = x_shape[-1]
+  chunk = _chunk_size(x_shape[0], out, window, max(channels, c_out), itemsize, depthwise=groups == channels)
+  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision)
 
 
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None,
@@ -317,9 +350,8 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   dilation = as_tuple(dilation, rank, "dilation", op)
   in_spatial = x3.shape[1:-1]
   pairs, fill = resolve_padding(padding, in_spatial, window, strides, dilation, op)
-  geo = _geometry(in_spatial, window, strides, dilation, groups, pairs,
-                  _choose_algorithm(algorithm, channels, groups, op), x3.shape[0], channels,
-                  dtype.itemsize, op, precision, x.shape)
+  geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs,
+                  _choose_algorithm(algorithm, x3.shape, groups, strides, pairs, op), dtype.itemsize, precision, op)
   y = _conv_padded(pad_spatial(x3, pairs, fill), w, geo)
   return y.reshape(*batch, *y.shape[1:])
 
@@ -397,7 +429,7 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   w_conv = jnp.flip(w, axis=tuple(range(rank))).swapaxes(-1, -2)
   padded = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   geo = Geometry(strides, dilation, 1, padded, tuple(in_spatial),
-                 _choose_algorithm(algorithm, w.shape[-1], 1, op),
+                 _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), 1, strides, [(0, 0)] * rank, op),
                  _chunk_size(x3.shape[0], in_spatial, window, w.shape[-1], dtype.itemsize), precision)
   y = _conv_transposed_padded(x3, w_conv, geo)
   y = pad_spatial(y, [(lo - r, hi - r) for (lo, hi), r in zip(pairs, reach)])

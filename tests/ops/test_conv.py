@@ -62,7 +62,7 @@ def conv_configs(draw, transpose=False):
   elif padding == "REFLECT":
     spatial = tuple(max(n, r) for n, r in zip(spatial, reach))
   batch = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 2))))
-  algorithm = draw(st.sampled_from([None, "im2col", "shifted"]))
+  algorithm = draw(st.sampled_from([None, *conv_module.ALGORITHMS]))
   chunk = draw(st.sampled_from([conv_module.CHUNK_BYTES, 1]))
   seed = draw(st.integers(0, 2 ** 16))
   return dict(rank=rank, window=window, strides=strides, dilation=dilation, groups=groups, c_in=c_in,
@@ -140,7 +140,7 @@ def test_conv_transpose_matches_native_forward_and_gradients(cfg):
                             lambda x, w: native_conv_transpose(x, w, *args), x, w, key)
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "shifted"])
+@pytest.mark.parametrize("algorithm", conv_module.ALGORITHMS)
 @pytest.mark.parametrize("groups,c_in", [(1, 4), (2, 4), (4, 4)])
 def test_check_grads_second_order(algorithm, groups, c_in):
   with jax.enable_x64(True):
