@@ -1,0 +1,7 @@
+"""funconv's layers: `Layer(init, apply)` pairs of pure functions, one example at a time."""
+from funconv.layers.base import Layer
+from funconv.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableConv
+from funconv.layers.core import (Dense, Dropout, Elu, Flatten, Gelu, Identity, LeakyRelu, LogSoftmax, Relu, Reshape,
+                                 Selu, Sigmoid, Softmax, Softplus, Tanh, elementwise)
+from funconv.layers.norm import BatchNorm, GroupNorm, LayerNorm
+from funconv.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool, SumPool

@@ -1,0 +1,155 @@
+"""Convolution layers over `funconv.ops` (never the native convolution)."""
+import math
+
+import jax
+from jax.nn import initializers
+
+from funconv import ops
+from funconv.layers.base import layer
+from funconv.ops.windows import as_tuple
+
+
+def _check_input(name, input_shape, rank):
+  if len(input_shape) != rank + 1:
+    raise ValueError(f"{name}: a {rank}-D filter needs input_shape (*spatial, C) with {rank} spatial axes, "
+                     f"got {tuple(input_shape)}")
+
+
+def _window_geometry(input_shape, window, strides, dilation, padding, name):
+  """Receptive-field geometry per spatial axis: (kernel, stride, dilation, low pad)."""
+  pairs, _ = ops.resolve_padding(padding, input_shape[:-1], window, strides, dilation, name)
+  return [(k, s, d, lo) for k, s, d, (lo, _) in zip(window, strides, dilation, pairs)]
+
+
+def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
+         dilation=None, groups=1, use_bias=True):
+  """N-d convolution layer (the rank of `filter_shape`): `(*spatial, C_in) -> (*out, out_chan)`.
+
+  Params `(W, b)`: `W` `(*filter_shape, C_in // groups, out_chan)` (HWIO), `b` `(out_chan,)`;
+  `(W,)` with `use_bias=False`. `strides`, `padding`, `dilation` and `groups` as in
+  `funconv.ops.conv`. Defaults: `W_init = he_normal()` (fan-in `prod(filter_shape) * C_in //
+  groups`, suited to ReLU networks; PyTorch's default is a scaled uniform of the same fan-in),
+  `b_init = zeros`.
+
+  Example:
+    >>> out_shape, (W, b), state = Conv(16, (3, 3), padding="SAME").init(jax.random.key(0), (28, 28, 1))
+    >>> out_shape, W.shape
+    ((28, 28, 16), (3, 3, 1, 16))
+  """
+  rank = len(filter_shape)
+  window = as_tuple(filter_shape, rank, "filter_shape", "Conv")
+  strides = as_tuple(strides, rank, "strides", "Conv")
+  dilation = as_tuple(dilation, rank, "dilation", "Conv")
+  W_init = W_init or initializers.he_normal()
+  b_init = b_init or initializers.zeros
+
+  def init(key, input_shape):
+    _check_input("Conv", input_shape, rank)
+    channels = input_shape[-1]
+    if channels % groups or out_chan % groups:
+      raise ValueError(f"Conv: groups={groups} must divide the input channels ({channels}, input_shape "
+                       f"{tuple(input_shape)}) and out_chan ({out_chan})")
+    out = _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, "Conv")
+    k1, k2 = jax.random.split(key)
+    W = W_init(k1, (*window, channels // groups, out_chan))
+    return out, ((W, b_init(k2, (out_chan,))) if use_bias else (W,)), ()
+
+  def apply(params, state, x, *, key=None, train=False):
+    y = ops.conv(x, params[0], strides, padding, dilation, groups)
+    return (y + params[1] if use_bias else y), state
+
+  return layer("Conv", init, apply,
+               macs=lambda i, o: math.prod(o) * math.prod(window) * i[-1] // groups,
+               window=lambda i: _window_geometry(i, window, strides, dilation, padding, "Conv"))
+
+
+def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, name):
+  spatial = input_shape[:-1]
+  pairs, _ = ops.resolve_padding(padding, spatial, window, strides, dilation, name)
+  out = tuple(ops.conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(spatial, window, strides, pairs, dilation))
+  if any(o < 1 for o in out):
+    raise ValueError(f"{name}: window {window} with dilation {dilation} is larger than the padded input "
+                     f"(input_shape {tuple(input_shape)}, padding {pairs})")
+  return (*out, out_chan)
+
+
+def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
+                  dilation=None, use_bias=True):
+  """Transposed convolution layer (a decoder's upsampling): `(*spatial, C_in) -> (*out, out_chan)`.
+
+  Params `(W, b)` with `W` `(*filter_shape, C_in, out_chan)`; semantics and output size as
+  `funconv.ops.conv_transpose` (`"SAME"` multiplies each spatial size by its stride).
+
+  Example:
+    >>> ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").init(jax.random.key(0), (16, 16, 8))[0]
+    (32, 32, 3)
+  """
+  rank = len(filter_shape)
+  window = as_tuple(filter_shape, rank, "filter_shape", "ConvTranspose")
+  strides = as_tuple(strides, rank, "strides", "ConvTranspose")
+  dilation = as_tuple(dilation, rank, "dilation", "ConvTranspose")
+  W_init = W_init or initializers.he_normal()
+  b_init = b_init or initializers.zeros
+
+  def init(key, input_shape):
+    _check_input("ConvTranspose", input_shape, rank)
+    pairs = ops.transpose_padding(window, strides, dilation, padding, "ConvTranspose")
+    out = tuple(s * (n - 1) + 1 + lo + hi - d * (k - 1)
+                for n, k, s, d, (lo, hi) in zip(input_shape[:-1], window, strides, dilation, pairs))
+    if any(o < 1 for o in out):
+      raise ValueError(f"ConvTranspose: padding {pairs} leaves no output for input_shape {tuple(input_shape)}")
+    k1, k2 = jax.random.split(key)
+    W = W_init(k1, (*window, input_shape[-1], out_chan))
+    return (*out, out_chan), ((W, b_init(k2, (out_chan,))) if use_bias else (W,)), ()
+
+  def apply(params, state, x, *, key=None, train=False):
+    y = ops.conv_transpose(x, params[0], strides, padding, dilation)
+    return (y + params[1] if use_bias else y), state
+
+  return layer("ConvTranspose", init, apply,
+               macs=lambda i, o: math.prod(i) * math.prod(window) * out_chan)
+
+
+def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID", W_init=None, b_init=None, *,
+                  dilation=None, use_bias=True):
+  """Per-channel convolution: `Conv(C * depth_multiplier, filter_shape, groups=C)` with `C` the
+  input channels, known at `init`. Params `(W, b)` with `W` `(*filter_shape, 1, C * depth_multiplier)`.
+
+  Example:
+    >>> DepthwiseConv((3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
+    (32, 32, 16)
+  """
+  def make(input_shape):
+    return Conv(input_shape[-1] * depth_multiplier, filter_shape, strides, padding, W_init, b_init,
+                dilation=dilation, groups=input_shape[-1], use_bias=use_bias)
+
+  def init(key, input_shape):
+    _check_input("DepthwiseConv", input_shape, len(filter_shape))
+    return make(input_shape).init(key, input_shape)
+
+  def apply(params, state, x, *, key=None, train=False):
+    W = params[0]
+    y = ops.conv(x, W, strides, padding, dilation, groups=W.shape[-1] // depth_multiplier)
+    return (y + params[1] if use_bias else y), state
+
+  rank = len(filter_shape)
+  window = as_tuple(filter_shape, rank, "filter_shape", "DepthwiseConv")
+  return layer("DepthwiseConv", init, apply,
+               macs=lambda i, o: math.prod(o) * math.prod(window),
+               window=lambda i: _window_geometry(i, window, as_tuple(strides, rank, "strides", "DepthwiseConv"),
+                                                 as_tuple(dilation, rank, "dilation", "DepthwiseConv"), padding,
+                                                 "DepthwiseConv"))
+
+
+def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
+                  use_bias=True):
+  """Depthwise-separable convolution (MobileNet, Xception): `DepthwiseConv` without bias, then a
+  pointwise `Conv(out_chan, (1,) * rank)`. Params `((W_depthwise,), (W_pointwise, b))`.
+
+  Example:
+    >>> SeparableConv(64, (3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
+    (32, 32, 64)
+  """
+  from funconv.combinators import serial  # combinators import the layers package: import here, not at the top
+  return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False),
+                Conv(out_chan, (1,) * len(filter_shape), use_bias=use_bias))

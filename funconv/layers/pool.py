@@ -1,0 +1,75 @@
+"""Pooling layers over `funconv.ops` pooling."""
+import math
+
+from funconv import ops
+from funconv.layers.base import batch_rank, layer
+from funconv.ops.windows import as_tuple
+
+
+def _pool(name, op, window_shape, strides, padding, **op_kwargs):
+  rank = len(window_shape)
+  window = as_tuple(window_shape, rank, "window_shape", name)
+  strides = as_tuple(strides, rank, "strides", name)
+
+  def geometry(input_shape):
+    if len(input_shape) != rank + 1:
+      raise ValueError(f"{name}: a {rank}-D window needs input_shape (*spatial, C), got {tuple(input_shape)}")
+    pairs, _ = ops.resolve_padding(padding, input_shape[:-1], window, strides, (1,) * rank, name)
+    return pairs
+
+  def init(key, input_shape):
+    pairs = geometry(input_shape)
+    out = tuple(ops.conv_output_size(n, k, s, p) for n, k, s, p in zip(input_shape[:-1], window, strides, pairs))
+    if any(o < 1 for o in out):
+      raise ValueError(f"{name}: window {window} is larger than the padded input (input_shape "
+                       f"{tuple(input_shape)}, padding {pairs})")
+    return (*out, input_shape[-1]), (), ()
+
+  def apply(params, state, x, *, key=None, train=False):
+    return op(x, window, strides, padding, **op_kwargs), state
+
+  return layer(name, init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
+               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(window, strides, geometry(i))])
+
+
+def MaxPool(window_shape, strides=None, padding="VALID"):
+  """Max pooling; `strides` defaults to 1 as in stax (pass `strides=window_shape` to tile).
+
+  Example:
+    >>> MaxPool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
+    (14, 14, 16)
+  """
+  return _pool("MaxPool", ops.max_pool, window_shape, strides, padding)
+
+
+def AvgPool(window_shape, strides=None, padding="VALID", count_include_pad=True):
+  """Average pooling; padded zeros count in the divisor unless `count_include_pad=False`."""
+  return _pool("AvgPool", ops.avg_pool, window_shape, strides, padding, count_include_pad=count_include_pad)
+
+
+def SumPool(window_shape, strides=None, padding="VALID"):
+  """Sum pooling."""
+  return _pool("SumPool", ops.sum_pool, window_shape, strides, padding)
+
+
+def L2Pool(window_shape, strides=None, padding="VALID"):
+  """L2 pooling: square root of the sum of squares over each window."""
+  return _pool("L2Pool", ops.l2_pool, window_shape, strides, padding)
+
+
+def _global(name, op):
+  def init(key, input_shape):
+    if len(input_shape) < 2:
+      raise ValueError(f"{name}: input_shape must be (*spatial, C), got {tuple(input_shape)}")
+    return (input_shape[-1],), (), ()
+
+  def apply(params, state, x, *, key=None, train=False):
+    return op(x, rank=x.ndim - 1 - batch_rank()), state
+
+  return layer(name, init, apply, flattens=True)
+
+
+GlobalAvgPool = _global("GlobalAvgPool", ops.global_avg_pool)
+# GlobalAvgPool: Mean over all spatial positions: `(*spatial, C) -> (C,)`.
+GlobalMaxPool = _global("GlobalMaxPool", ops.global_max_pool)
+# GlobalMaxPool: Maximum over all spatial positions: `(*spatial, C) -> (C,)`.
