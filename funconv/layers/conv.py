@@ -15,6 +15,20 @@ def _check_input(name, input_shape, rank):
                      f"got {tuple(input_shape)}")
 
 
+def _normalise(name, filter_shape, strides, dilation, W_init, b_init):
+  """Checked `(rank, window, strides, dilation, W_init, b_init)` with the documented defaults."""
+  rank = len(filter_shape)
+  return (rank, as_tuple(filter_shape, rank, "filter_shape", name), as_tuple(strides, rank, "strides", name),
+          as_tuple(dilation, rank, "dilation", name), W_init or initializers.he_normal(),
+          b_init or initializers.zeros)
+
+
+def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias):
+  k1, k2 = jax.random.split(key)
+  W = W_init(k1, kernel_shape)
+  return (W, b_init(k2, kernel_shape[-1:])) if use_bias else (W,)
+
+
 def _window_geometry(input_shape, window, strides, dilation, padding, name):
   """Receptive-field geometry per spatial axis: (kernel, stride, dilation, low pad)."""
   pairs, _ = ops.resolve_padding(padding, input_shape[:-1], window, strides, dilation, name)
@@ -36,12 +50,7 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
     >>> out_shape, W.shape
     ((28, 28, 16), (3, 3, 1, 16))
   """
-  rank = len(filter_shape)
-  window = as_tuple(filter_shape, rank, "filter_shape", "Conv")
-  strides = as_tuple(strides, rank, "strides", "Conv")
-  dilation = as_tuple(dilation, rank, "dilation", "Conv")
-  W_init = W_init or initializers.he_normal()
-  b_init = b_init or initializers.zeros
+  rank, window, strides, dilation, W_init, b_init = _normalise("Conv", filter_shape, strides, dilation, W_init, b_init)
 
   def init(key, input_shape):
     _check_input("Conv", input_shape, rank)
@@ -50,9 +59,7 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
       raise ValueError(f"Conv: groups={groups} must divide the input channels ({channels}, input_shape "
                        f"{tuple(input_shape)}) and out_chan ({out_chan})")
     out = _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, "Conv")
-    k1, k2 = jax.random.split(key)
-    W = W_init(k1, (*window, channels // groups, out_chan))
-    return out, ((W, b_init(k2, (out_chan,))) if use_bias else (W,)), ()
+    return out, _kernel_and_bias(key, (*window, channels // groups, out_chan), W_init, b_init, use_bias), ()
 
   def apply(params, state, x, *, key=None, train=False):
     y = ops.conv(x, params[0], strides, padding, dilation, groups)
@@ -84,12 +91,8 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     >>> ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").init(jax.random.key(0), (16, 16, 8))[0]
     (32, 32, 3)
   """
-  rank = len(filter_shape)
-  window = as_tuple(filter_shape, rank, "filter_shape", "ConvTranspose")
-  strides = as_tuple(strides, rank, "strides", "ConvTranspose")
-  dilation = as_tuple(dilation, rank, "dilation", "ConvTranspose")
-  W_init = W_init or initializers.he_normal()
-  b_init = b_init or initializers.zeros
+  rank, window, strides, dilation, W_init, b_init = _normalise("ConvTranspose", filter_shape, strides, dilation,
+                                                               W_init, b_init)
 
   def init(key, input_shape):
     _check_input("ConvTranspose", input_shape, rank)
@@ -98,9 +101,7 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
                 for n, k, s, d, (lo, hi) in zip(input_shape[:-1], window, strides, dilation, pairs))
     if any(o < 1 for o in out):
       raise ValueError(f"ConvTranspose: padding {pairs} leaves no output for input_shape {tuple(input_shape)}")
-    k1, k2 = jax.random.split(key)
-    W = W_init(k1, (*window, input_shape[-1], out_chan))
-    return (*out, out_chan), ((W, b_init(k2, (out_chan,))) if use_bias else (W,)), ()
+    return (*out, out_chan), _kernel_and_bias(key, (*window, input_shape[-1], out_chan), W_init, b_init, use_bias), ()
 
   def apply(params, state, x, *, key=None, train=False):
     y = ops.conv_transpose(x, params[0], strides, padding, dilation)
@@ -119,26 +120,22 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     >>> DepthwiseConv((3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
     (32, 32, 16)
   """
-  def make(input_shape):
-    return Conv(input_shape[-1] * depth_multiplier, filter_shape, strides, padding, W_init, b_init,
-                dilation=dilation, groups=input_shape[-1], use_bias=use_bias)
+  rank, window, strides, dilation, W_init, b_init = _normalise("DepthwiseConv", filter_shape, strides, dilation,
+                                                               W_init, b_init)
 
   def init(key, input_shape):
-    _check_input("DepthwiseConv", input_shape, len(filter_shape))
-    return make(input_shape).init(key, input_shape)
+    _check_input("DepthwiseConv", input_shape, rank)
+    channels = input_shape[-1]
+    out = _conv_out_shape(input_shape, window, strides, padding, dilation, channels * depth_multiplier,
+                          "DepthwiseConv")
+    return out, _kernel_and_bias(key, (*window, 1, out[-1]), W_init, b_init, use_bias), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    W = params[0]
-    y = ops.conv(x, W, strides, padding, dilation, groups=W.shape[-1] // depth_multiplier)
+    y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
     return (y + params[1] if use_bias else y), state
 
-  rank = len(filter_shape)
-  window = as_tuple(filter_shape, rank, "filter_shape", "DepthwiseConv")
-  return layer("DepthwiseConv", init, apply,
-               macs=lambda i, o: math.prod(o) * math.prod(window),
-               window=lambda i: _window_geometry(i, window, as_tuple(strides, rank, "strides", "DepthwiseConv"),
-                                                 as_tuple(dilation, rank, "dilation", "DepthwiseConv"), padding,
-                                                 "DepthwiseConv"))
+  return layer("DepthwiseConv", init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
+               window=lambda i: _window_geometry(i, window, strides, dilation, padding, "DepthwiseConv"))
 
 
 def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
