@@ -8,7 +8,8 @@ from funconv import ops
 from funconv.batching import batched, per_example_grads
 from funconv.combinators import FanInConcat, FanInSum, FanOut, parallel, residual, serial, shape_dependent
 from funconv.inspect import from_stax, receptive_field, summary
-from funconv.layers import (AvgPool, BatchNorm, Conv, ConvTranspose, Dense, DepthwiseConv, Dropout, Elu, Flatten,
+from funconv.layers import (AdaptiveAvgPool, AvgPool, BatchNorm, Conv, ConvTranspose, Dense, DepthwiseConv, Dropout, Elu, Flatten,
                             Gelu, GlobalAvgPool, GlobalMaxPool, GroupNorm, Identity, L2Pool, Layer, LayerNorm,
                             LeakyRelu, LogSoftmax, MaxPool, Relu, Reshape, Selu, SeparableConv, Sigmoid, Softmax,
                             Softplus, SumPool, Tanh, elementwise)
+from funconv import models

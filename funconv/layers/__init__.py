@@ -4,4 +4,4 @@ from funconv.layers.conv import Conv, ConvTranspose, DepthwiseConv, SeparableCon
 from funconv.layers.core import (Dense, Dropout, Elu, Flatten, Gelu, Identity, LeakyRelu, LogSoftmax, Relu, Reshape,
                                  Selu, Sigmoid, Softmax, Softplus, Tanh, elementwise)
 from funconv.layers.norm import BatchNorm, GroupNorm, LayerNorm
-from funconv.layers.pool import AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool, SumPool
+from funconv.layers.pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool, SumPool

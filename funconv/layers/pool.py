@@ -73,3 +73,20 @@ GlobalAvgPool = _global("GlobalAvgPool", ops.global_avg_pool)
 # GlobalAvgPool: Mean over all spatial positions: `(*spatial, C) -> (C,)`.
 GlobalMaxPool = _global("GlobalMaxPool", ops.global_max_pool)
 # GlobalMaxPool: Maximum over all spatial positions: `(*spatial, C) -> (C,)`.
+
+
+def AdaptiveAvgPool(output_size):
+  """Average pooling to a fixed spatial `output_size`, whatever the input size (PyTorch's
+  `AdaptiveAvgPool`; AlexNet and VGG use it before their classifiers)."""
+  output_size = tuple(output_size)
+
+  def init(key, input_shape):
+    if len(input_shape) != len(output_size) + 1:
+      raise ValueError(f"AdaptiveAvgPool: output_size {output_size} needs input_shape (*spatial, C) with "
+                       f"{len(output_size)} spatial axes, got {tuple(input_shape)}")
+    return (*output_size, input_shape[-1]), (), ()
+
+  def apply(params, state, x, *, key=None, train=False):
+    return ops.adaptive_avg_pool(x, output_size), state
+
+  return layer("AdaptiveAvgPool", init, apply, macs=lambda i, o: math.prod(i))

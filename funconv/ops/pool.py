@@ -112,3 +112,31 @@ def global_max_pool(x, rank: int = 2):
   check_float(x, "global_max_pool")
   flatten_batch(x, rank, "global_max_pool")
   return jnp.max(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
+
+
+def _adaptive_weights(n_in, n_out, dtype):
+  """`(n_out, n_in)` averaging matrix of adaptive pooling: bin `i` covers `[floor(i n / m), ceil((i + 1) n / m))`."""
+  weights = []
+  for i in range(n_out):
+    start, end = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+    weights.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(n_in)])
+  return jnp.asarray(weights, dtype)
+
+
+def adaptive_avg_pool(x, output_size):
+  """Average pooling to a fixed spatial size, as PyTorch's `AdaptiveAvgPool`: `(*batch, *spatial, C)`
+  -> `(*batch, *output_size, C)`, bin `i` of an axis of length `n` averaging `[floor(i n / m),
+  ceil((i + 1) n / m))`. Computed as one small averaging matrix per spatial axis.
+
+  Example:
+    >>> adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape
+    (2, 6, 6, 256)
+  """
+  check_float(x, "adaptive_avg_pool")
+  rank = len(output_size)
+  flatten_batch(x, rank, "adaptive_avg_pool")
+  for i, m in enumerate(output_size):
+    axis = x.ndim - rank - 1 + i
+    weights = _adaptive_weights(x.shape[axis], m, x.dtype)
+    x = jnp.moveaxis(jnp.tensordot(x, weights, axes=((axis,), (1,))), -1, axis)
+  return x

@@ -1,0 +1,28 @@
+"""AlexNet (Krizhevsky, Sutskever and Hinton 2012), single-stream as in torchvision."""
+import funconv as fc
+
+
+def alexnet(num_classes=1000, dropout=0.5):
+  """AlexNet for 224x224x3 inputs (any size from 63x63 works: an adaptive pool feeds the classifier).
+
+  Features: conv 11x11/4 (64), max pool 3/2, conv 5x5 (192), max pool, conv 3x3 (384, 256, 256),
+  max pool, adaptive average pool to 6x6; classifier: dropout, dense 4096, dropout, dense 4096,
+  dense `num_classes`, ReLU throughout. This is torchvision's one-GPU layout (the paper split
+  the filters across two GPUs with 96/256/384/384/256 channels). 61,100,840 parameters for 1000
+  classes.
+
+  Example:
+    >>> fc.summary(alexnet(), (224, 224, 3))["params"]
+    61100840
+  """
+  pool = fc.MaxPool((3, 3), strides=(2, 2))
+  return fc.serial(
+      fc.Conv(64, (11, 11), strides=(4, 4), padding=2), fc.Relu, pool,
+      fc.Conv(192, (5, 5), padding=2), fc.Relu, pool,
+      fc.Conv(384, (3, 3), padding=1), fc.Relu,
+      fc.Conv(256, (3, 3), padding=1), fc.Relu,
+      fc.Conv(256, (3, 3), padding=1), fc.Relu, pool,
+      fc.AdaptiveAvgPool((6, 6)), fc.Flatten,
+      fc.Dropout(dropout), fc.Dense(4096), fc.Relu,
+      fc.Dropout(dropout), fc.Dense(4096), fc.Relu,
+      fc.Dense(num_classes))

@@ -1,0 +1,50 @@
+"""VGG (Simonyan and Zisserman 2015), configurations A, B, D and E."""
+import funconv as fc
+
+# Output channels of each 3x3 convolution; "M" is a 2x2 max pool with stride 2.
+CONFIGS = {
+    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
+
+
+def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_width=4096):
+  """A VGG network from a configuration: a tuple of conv widths and `"M"` pools (see `CONFIGS`).
+
+  Each convolution is 3x3 with padding 1 (then BatchNorm with `batch_norm=True`) and ReLU; an
+  adaptive average pool to 7x7 feeds the classifier: dense `classifier_width`, ReLU, dropout,
+  twice, then dense `num_classes` (torchvision's layout; at 224x224 the pool is the identity).
+  `classifier_width` below 4096 gives the small VGGs used in tests and CIFAR studies.
+  """
+  layers = []
+  for item in config:
+    if item == "M":
+      layers.append(fc.MaxPool((2, 2), strides=(2, 2)))
+    else:
+      layers += [fc.Conv(item, (3, 3), padding=1), *([fc.BatchNorm()] if batch_norm else []), fc.Relu]
+  return fc.serial(*layers, fc.AdaptiveAvgPool((7, 7)), fc.Flatten,
+                   fc.Dense(classifier_width), fc.Relu, fc.Dropout(dropout),
+                   fc.Dense(classifier_width), fc.Relu, fc.Dropout(dropout),
+                   fc.Dense(num_classes))
+
+
+def vgg11(num_classes=1000, batch_norm=False):
+  """VGG-11 (configuration A), 224x224x3: 132,863,336 parameters (132,868,840 with batch norm)."""
+  return vgg(CONFIGS[11], num_classes, batch_norm)
+
+
+def vgg13(num_classes=1000, batch_norm=False):
+  """VGG-13 (configuration B), 224x224x3: 133,047,848 parameters."""
+  return vgg(CONFIGS[13], num_classes, batch_norm)
+
+
+def vgg16(num_classes=1000, batch_norm=False):
+  """VGG-16 (configuration D), 224x224x3: 138,357,544 parameters (138,365,992 with batch norm)."""
+  return vgg(CONFIGS[16], num_classes, batch_norm)
+
+
+def vgg19(num_classes=1000, batch_norm=False):
+  """VGG-19 (configuration E), 224x224x3: 143,667,240 parameters."""
+  return vgg(CONFIGS[19], num_classes, batch_norm)
