@@ -1,0 +1,108 @@
+"""Training-step throughput: funconv's convolution against native XLA convolution, same model.
+
+For LeNet-5 (28x28x1) and the CIFAR ResNet-20 (32x32x3), batch 128: images per second of the
+whole training step (forward, backward, Adam update; `funconv.train.make_steps`), with
+funconv's convolution and with the identical model whose `funconv.ops.conv` is swapped for
+`lax.conv_general_dilated` while it is traced (the layers, batching, loss and optimizer are
+the same code). Steps run interleaved in one process; medians after compile and warm-up.
+Also reports compile time and the compiled step's memory (arguments + temporaries).
+
+    python experiments/bench_train.py [--reps 20] [--batch 128]
+"""
+import argparse
+import contextlib
+import json
+import pathlib
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+import funconv as fc
+from funconv import models, train
+from funconv.ops.windows import as_tuple
+
+LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def native_conv(x, w, strides=None, padding="VALID", dilation=None, groups=1, **unused):
+  """`funconv.ops.conv`'s semantics on `lax.conv_general_dilated` (the baseline only)."""
+  rank = w.ndim - 2
+  strides = as_tuple(strides, rank, "strides", "native_conv")
+  dilation = as_tuple(dilation, rank, "dilation", "native_conv")
+  batch = x.shape[:x.ndim - rank - 1]
+  x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
+  pairs, fill = fc.ops.resolve_padding(padding, x3.shape[1:-1], w.shape[:-2], strides, dilation, "native_conv")
+  if fill != "constant":
+    x3, pairs = jnp.pad(x3, ((0, 0), *pairs, (0, 0)), mode=fill), [(0, 0)] * rank
+  y = lax.conv_general_dilated(x3, w, strides, pairs, rhs_dilation=dilation, feature_group_count=groups,
+                               dimension_numbers=LAYOUTS[rank])
+  return y.reshape(*batch, *y.shape[1:])
+
+
+@contextlib.contextmanager
+def native_convolution():
+  original = fc.ops.conv
+  fc.ops.conv = native_conv
+  try:
+    yield
+  finally:
+    fc.ops.conv = original
+
+
+def compiled_step(model, shape, batch, native):
+  optimizer = optax.adam(1e-3)
+  ts = train.init_train_state(model, optimizer, shape)
+  step, _ = train.make_steps(model, optimizer)
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, *shape)), jnp.float32)
+  y = jnp.asarray(np.arange(batch) % 10, jnp.int32)
+  with native_convolution() if native else contextlib.nullcontext():
+    start = time.perf_counter()
+    compiled = step.lower(ts, x, y).compile()
+    compile_s = time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  mib = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / 2 ** 20 if memory else float("nan")
+  return compiled, ts, x, y, compile_s, mib
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--reps", type=int, default=20)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_train.json"))
+  args = parser.parse_args()
+  cases = {"LeNet-5 28x28x1": (models.lenet5(), (28, 28, 1)), "ResNet-20 32x32x3": (models.resnet20(), (32, 32, 3))}
+  print(f"training step (forward, backward, Adam), batch {args.batch}, median of {args.reps} interleaved steps\n")
+  print("| model | native img/s | funconv img/s | speed-up | native compile s | funconv compile s | "
+        "native MiB | funconv MiB |\n|---|---|---|---|---|---|---|---|")
+  results = []
+  for name, (model, shape) in cases.items():
+    runs = {kind: compiled_step(model, shape, args.batch, kind == "native") for kind in ("native", "funconv")}
+    states = {kind: run[1] for kind, run in runs.items()}
+    times = {kind: [] for kind in runs}
+    for rep in range(args.reps + 3):
+      for kind, (compiled, _, x, y, _, _) in runs.items():
+        start = time.perf_counter()
+        states[kind], metrics = compiled(states[kind], x, y)
+        jax.block_until_ready(metrics)
+        if rep >= 3:
+          times[kind].append(time.perf_counter() - start)
+    ips = {kind: args.batch / statistics.median(ts) for kind, ts in times.items()}
+    result = dict(model=name, batch=args.batch, images_per_s=ips, speedup=ips["funconv"] / ips["native"],
+                  compile_s={k: r[4] for k, r in runs.items()}, memory_mib={k: r[5] for k, r in runs.items()})
+    results.append(result)
+    print(f"| {name} | {ips['native']:.0f} | {ips['funconv']:.0f} | {result['speedup']:.2f} | "
+          f"{runs['native'][4]:.1f} | {runs['funconv'][4]:.1f} | {runs['native'][5]:.0f} | {runs['funconv'][5]:.0f} |",
+          flush=True)
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(dict(jax=jax.__version__, reps=args.reps, results=results), indent=2))
+  print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+  main()

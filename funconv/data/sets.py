@@ -1,0 +1,125 @@
+"""Data sets: the embedded default (scikit-learn's digits) and readers for the standard files of
+MNIST, Fashion-MNIST, KMNIST (IDX) and CIFAR-10/100 (python pickles) in a directory you name.
+
+Every loader returns a `DataSet` of float32 images `(N, H, W, C)` in [0, 1] and int32 labels.
+Nothing is downloaded: this library's machines have no network but package registries, so a
+missing file raises `FileNotFoundError` saying which files to place where.
+"""
+import gzip
+import pathlib
+import pickle
+import tarfile
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DataSet(NamedTuple):
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  num_classes: int
+
+
+def digits(seed=0, test_fraction=0.2):
+  """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images (values 0-16, scaled to
+  [0, 1]), 10 classes; a fixed split (`seed`) keeps `test_fraction` for testing. Nothing is downloaded."""
+  from sklearn.datasets import load_digits
+  data = load_digits()
+  images = (data.images / 16.0).astype(np.float32)[..., None]
+  order = np.random.default_rng(seed).permutation(len(images))
+  split = int(round(len(images) * (1 - test_fraction)))
+  train, test = order[:split], order[split:]
+  labels = data.target.astype(np.int32)
+  return DataSet(images[train], labels[train], images[test], labels[test], 10)
+
+
+def read_idx(path):
+  """An IDX file (MNIST's format, gzipped or not) as a NumPy array of its declared dtype and shape."""
+  path = pathlib.Path(path)
+  raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    raise ValueError(f"read_idx: {path} is not an IDX file (bad magic number {raw[:4]!r})")
+  dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+  if raw[2] not in dtypes:
+    raise ValueError(f"read_idx: {path} has unknown IDX type code {raw[2]:#x}")
+  ndim = raw[3]
+  shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+  data = np.frombuffer(raw, dtypes[raw[2]], offset=4 + 4 * ndim)
+  if data.size != int(np.prod(shape)):
+    raise ValueError(f"read_idx: {path} declares shape {shape} but holds {data.size} values (truncated?)")
+  return data.reshape(shape)
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_SETS = ("mnist", "fashion_mnist", "kmnist")
+
+
+def _find(directory, name, suffixes, dataset):
+  for suffix in suffixes:
+    candidate = pathlib.Path(directory) / f"{name}{suffix}"
+    if candidate.exists():
+      return candidate
+  raise FileNotFoundError(
+      f"{dataset}: {name}{suffixes[0]} not found in {pathlib.Path(directory).resolve()}. funconv does not download "
+      f"data sets (this machine has no network access to them): place the standard files there yourself.")
+
+
+def idx_dataset(data_dir, name="mnist"):
+  """MNIST, Fashion-MNIST or KMNIST (`name`) from the four standard IDX files in `data_dir`,
+  gzipped (`train-images-idx3-ubyte.gz`, ...) or not. Images `(N, 28, 28, 1)` in [0, 1]."""
+  if name not in IDX_SETS:
+    raise ValueError(f"idx_dataset: name must be one of {IDX_SETS}, got {name!r}")
+  arrays = []
+  for base in IDX_FILES:
+    arrays.append(read_idx(_find(data_dir, base, (".gz", ""), name)))
+  x_train, y_train, x_test, y_test = arrays
+  scale = lambda images: (images.astype(np.float32) / 255.0)[..., None]
+  return DataSet(scale(x_train), y_train.astype(np.int32), scale(x_test), y_test.astype(np.int32), 10)
+
+
+def _cifar_batches(data_dir, names, label_key, dataset):
+  directory = pathlib.Path(data_dir)
+  archive = directory / ("cifar-10-python.tar.gz" if dataset == "cifar10" else "cifar-100-python.tar.gz")
+  folder = directory / ("cifar-10-batches-py" if dataset == "cifar10" else "cifar-100-python")
+  if not folder.exists() and archive.exists():
+    with tarfile.open(archive) as tar:
+      tar.extractall(directory, filter="data")
+  xs, ys = [], []
+  for name in names:
+    with open(_find(folder, name, ("",), dataset), "rb") as f:
+      batch = pickle.load(f, encoding="bytes")
+    xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    ys.append(np.asarray(batch[label_key], np.int32))
+  return (np.concatenate(xs).astype(np.float32) / 255.0), np.concatenate(ys)
+
+
+def cifar10(data_dir):
+  """CIFAR-10 from the python pickles (`cifar-10-batches-py/data_batch_1..5`, `test_batch`, or the
+  `cifar-10-python.tar.gz` archive) in `data_dir`. Images `(N, 32, 32, 3)` in [0, 1]."""
+  train = _cifar_batches(data_dir, [f"data_batch_{i}" for i in range(1, 6)], b"labels", "cifar10")
+  test = _cifar_batches(data_dir, ["test_batch"], b"labels", "cifar10")
+  return DataSet(*train, *test, 10)
+
+
+def cifar100(data_dir, label="fine"):
+  """CIFAR-100 from the python pickles (`cifar-100-python/train`, `test`, or the archive) in
+  `data_dir`; `label` is `"fine"` (100 classes) or `"coarse"` (20)."""
+  key = {"fine": b"fine_labels", "coarse": b"coarse_labels"}[label]
+  train = _cifar_batches(data_dir, ["train"], key, "cifar100")
+  test = _cifar_batches(data_dir, ["test"], key, "cifar100")
+  return DataSet(*train, *test, 100 if label == "fine" else 20)
+
+
+def load(name, data_dir=None):
+  """A data set by name: `digits` (embedded), `mnist`, `fashion_mnist`, `kmnist`, `cifar10`, `cifar100`."""
+  if name == "digits":
+    return digits()
+  if data_dir is None:
+    raise ValueError(f"load: data set {name!r} is read from files: give data_dir (--data-dir)")
+  if name in IDX_SETS:
+    return idx_dataset(data_dir, name)
+  if name in ("cifar10", "cifar100"):
+    return {"cifar10": cifar10, "cifar100": cifar100}[name](data_dir)
+  raise ValueError(f"load: unknown data set {name!r}; expected digits, {', '.join(IDX_SETS)}, cifar10 or cifar100")
