@@ -20,29 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 
 import funconv as fc
 from funconv import models, train
-from funconv.ops.windows import as_tuple
-
-LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
-
-
-def native_conv(x, w, strides=None, padding="VALID", dilation=None, groups=1, **unused):
-  """`funconv.ops.conv`'s semantics on `lax.conv_general_dilated` (the baseline only)."""
-  rank = w.ndim - 2
-  strides = as_tuple(strides, rank, "strides", "native_conv")
-  dilation = as_tuple(dilation, rank, "dilation", "native_conv")
-  batch = x.shape[:x.ndim - rank - 1]
-  x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
-  pairs, fill = fc.ops.resolve_padding(padding, x3.shape[1:-1], w.shape[:-2], strides, dilation, "native_conv")
-  if fill != "constant":
-    x3, pairs = jnp.pad(x3, ((0, 0), *pairs, (0, 0)), mode=fill), [(0, 0)] * rank
-  y = lax.conv_general_dilated(x3, w, strides, pairs, rhs_dilation=dilation, feature_group_count=groups,
-                               dimension_numbers=LAYOUTS[rank])
-  return y.reshape(*batch, *y.shape[1:])
-
+from native import native_conv
 
 @contextlib.contextmanager
 def native_convolution():

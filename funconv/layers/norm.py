@@ -75,7 +75,11 @@ def _affine(y, params):
 
 def LayerNorm(epsilon=1e-5, center=True, scale=True):
   """Normalises each position over its channels (the last axis), as Flax's and PyTorch's
-  `LayerNorm(C)`; params `(beta, gamma)`, each `(C,)`."""
+  `LayerNorm(C)`; params `(beta, gamma)`, each `(C,)`. The same in training and evaluation.
+
+  Example:
+    >>> y, _ = LayerNorm().apply(*LayerNorm().init(key, (16, 64))[1:], x)   # x: (16, 64)
+  """
   def init(key, input_shape):
     return input_shape, _affine_params(key, input_shape[-1], center, scale), ()
 
@@ -89,7 +93,11 @@ def LayerNorm(epsilon=1e-5, center=True, scale=True):
 
 def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True):
   """Normalises each example over its spatial positions and each group of `C // num_groups`
-  channels (Wu and He 2018); params `(beta, gamma)`, each `(C,)`."""
+  channels (Wu and He 2018); params `(beta, gamma)`, each `(C,)`. Needs no batch statistics.
+
+  Example:
+    >>> net = serial(Conv(64, (3, 3)), GroupNorm(num_groups=32), Relu)
+  """
   def init(key, input_shape):
     c = input_shape[-1]
     if c % num_groups:

@@ -43,17 +43,32 @@ def MaxPool(window_shape, strides=None, padding="VALID"):
 
 
 def AvgPool(window_shape, strides=None, padding="VALID", count_include_pad=True):
-  """Average pooling; padded zeros count in the divisor unless `count_include_pad=False`."""
+  """Average pooling; padded zeros count in the divisor unless `count_include_pad=False`.
+
+  Example:
+    >>> AvgPool((3, 3), strides=(2, 2), padding="SAME").init(None, (32, 32, 8))[0]
+    (16, 16, 8)
+  """
   return _pool("AvgPool", ops.avg_pool, window_shape, strides, padding, count_include_pad=count_include_pad)
 
 
 def SumPool(window_shape, strides=None, padding="VALID"):
-  """Sum pooling."""
+  """Sum pooling: the sum over each window (arguments as `MaxPool`).
+
+  Example:
+    >>> SumPool((2,), strides=(2,)).init(None, (100, 4))[0]
+    (50, 4)
+  """
   return _pool("SumPool", ops.sum_pool, window_shape, strides, padding)
 
 
 def L2Pool(window_shape, strides=None, padding="VALID"):
-  """L2 pooling: square root of the sum of squares over each window."""
+  """L2 pooling: square root of the sum of squares over each window (arguments as `MaxPool`).
+
+  Example:
+    >>> L2Pool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
+    (14, 14, 16)
+  """
   return _pool("L2Pool", ops.l2_pool, window_shape, strides, padding)
 
 
@@ -77,7 +92,12 @@ GlobalMaxPool = _global("GlobalMaxPool", ops.global_max_pool)
 
 def AdaptiveAvgPool(output_size):
   """Average pooling to a fixed spatial `output_size`, whatever the input size (PyTorch's
-  `AdaptiveAvgPool`; AlexNet and VGG use it before their classifiers)."""
+  `AdaptiveAvgPool`; AlexNet and VGG use it before their classifiers).
+
+  Example:
+    >>> AdaptiveAvgPool((6, 6)).init(None, (13, 13, 256))[0]
+    (6, 6, 256)
+  """
   output_size = tuple(output_size)
 
   def init(key, input_shape):

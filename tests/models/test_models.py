@@ -125,3 +125,22 @@ def test_a_few_training_steps_lower_the_loss(name, net, shape):
     params, state, opt_state, loss = step(params, state, opt_state, jax.random.key(i))
     losses.append(float(loss))
   assert losses[-1] < 0.7 * losses[0], losses
+
+
+EVERY = [models.lenet5, models.alexnet, models.vgg11, models.vgg13, models.vgg16, models.vgg19, models.resnet18,
+         models.resnet34, models.resnet50, models.resnet101, models.resnet152, models.resnet20, models.resnet32,
+         models.resnet44, models.resnet56, models.resnet110, models.mobilenet_v1, models.small_cnn]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", EVERY, ids=lambda m: m.__name__)
+def test_every_model_runs_batched_in_train_and_eval(make):
+  shape = {"lenet5": (28, 28, 1), "alexnet": (64, 64, 3), "small_cnn": (8, 8, 1)}.get(make.__name__, (32, 32, 3))
+  net = make(num_classes=10)
+  out_shape, params, state = net.init(jax.random.key(0), shape)
+  x = jax.random.normal(jax.random.key(1), (2, *shape))
+  apply = jax.jit(fc.batched(net.apply), static_argnames="train")
+  y_train, new_state = apply(params, state, x, key=jax.random.key(2), train=True)
+  y_eval, _ = apply(params, new_state, x, train=False)
+  assert y_train.shape == y_eval.shape == (2, 10)
+  assert bool(jnp.all(jnp.isfinite(y_eval)))

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import funconv as fc
-from tests.ops.oracle import native_conv, native_conv_transpose
+from experiments.native import native_conv, native_conv_transpose
 
 conv_module = importlib.import_module("funconv.ops.conv")  # the module, not the function it exports
 

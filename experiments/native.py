@@ -1,15 +1,21 @@
-"""The native convolution that funconv must agree with, as test oracles."""
+"""XLA's native convolution with funconv's conventions: the tests' oracle and the benchmarks' baseline.
+
+(Outside `funconv/`, which must never reach `lax.conv_general_dilated`.)
+"""
 import jax.numpy as jnp
 from jax import lax
 
 import funconv as fc
+from funconv.ops.windows import as_tuple
 
 LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
-def native_conv(x, w, strides, padding, dilation, groups):
-  """`lax.conv_general_dilated` on `(*batch, *spatial, C)` with funconv's padding modes resolved."""
+def native_conv(x, w, strides=None, padding="VALID", dilation=None, groups=1):
+  """`funconv.ops.conv`'s semantics on `lax.conv_general_dilated`: `(*batch, *spatial, C)`, every padding mode."""
   rank = w.ndim - 2
+  strides = as_tuple(strides, rank, "strides", "native_conv")
+  dilation = as_tuple(dilation, rank, "dilation", "native_conv")
   batch = x.shape[:x.ndim - rank - 1]
   x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
   pairs, fill = fc.ops.resolve_padding(padding, x3.shape[1:-1], w.shape[:-2], strides, dilation, "oracle")
