@@ -27,7 +27,7 @@ from funconv.ops.padding import pad_spatial, resolve_padding
 from funconv.ops.windows import (as_tuple, check_float, conv_output_size, dilate_size, flatten_batch,
                                  strided_window_slice, window_offsets)
 
-ALGORITHMS = ("im2col", "shifted", "products")
+ALGORITHMS = ("im2col", "shifted", "products", "hybrid")
 # Patch-matrix bytes of one batch chunk: about half of a core's L2 cache was fastest when measured
 # (experiments/bench_conv.py; docs/convolution.md).
 CHUNK_BYTES = 1 << 21
@@ -150,14 +150,8 @@ def _use_patches(geo, w):
 def _forward(xp, w, geo: Geometry):
   """`(n, *P, C)` padded input, `(*K, C // groups, C_out)` kernel -> `(n, *O, C_out)`."""
   window, c_out = w.shape[:-2], w.shape[-1]
-  if geo.algorithm == "products" and geo.groups == 1:
-    # Every padded position times every tap in one wide GEMM (`xp` reshapes to 2-D for free),
-    # then each tap's block of columns is slid into place: slices and adds that fuse into one loop.
-    taps = len(window_offsets(window))
-    w_wide = jnp.moveaxis(w.reshape(taps, -1, c_out), 0, 1).reshape(-1, taps * c_out)
-    products = _matmul(_rows(xp), w_wide, geo).reshape(*xp.shape[:-1], taps * c_out)
-    blocks = (lax.slice_in_dim(products, i * c_out, (i + 1) * c_out, axis=-1) for i in range(taps))
-    return sum(_taps_of_each(blocks, window, geo))
+  if geo.algorithm in ("products", "hybrid") and geo.groups == 1:
+    return _forward_products(xp, w, geo, gathered=len(window) - 1 if geo.algorithm == "hybrid" else 0)
   taps = _taps(xp, window, geo)
   if _use_patches(geo, w):
     y = _matmul(_patches(taps), w.reshape(-1, c_out), geo)
@@ -165,6 +159,32 @@ def _forward(xp, w, geo: Geometry):
     w_taps = w.reshape(-1, *w.shape[-2:])
     y = sum(_tap_product(_rows(t), w_taps[i], geo) for i, t in enumerate(taps))
   return y.reshape(xp.shape[0], *geo.out, c_out)
+
+
+def _forward_products(xp, w, geo: Geometry, gathered):
+  """The forward pass as wide GEMMs whose products are slid into place.
+
+  The taps of the first `gathered` spatial axes are gathered into a patch matrix, as im2col does
+  (over the full extent of the other axes); that matrix (`xp` itself when `gathered == 0`, a free
+  reshape) is multiplied by every remaining tap in one GEMM, and each remaining tap's block of
+  columns is sliced into place and summed: slices and adds that fuse into one loop.
+  """
+  window, channels, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
+  rank = len(window)
+  lead, rest = window[:gathered], window[gathered:]
+  full = tuple(xp.shape[1 + gathered:-1])
+  slices = [strided_window_slice(xp, (*(k * d for k, d in zip(tap, geo.dilation)), *(0,) * (rank - gathered)),
+                                 (*geo.out[:gathered], *full),
+                                 (*geo.strides[:gathered], *(1,) * (rank - gathered)))
+            for tap in window_offsets(lead)]
+  gathered_x = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+  n_lead, n_rest = math.prod(lead), math.prod(rest)
+  w_wide = w.reshape(n_lead, n_rest, channels, c_out).transpose(0, 2, 1, 3).reshape(n_lead * channels, -1)
+  products = _matmul(_rows(gathered_x), w_wide, geo).reshape(*gathered_x.shape[:-1], n_rest * c_out)
+  rest_geo = geo._replace(strides=(1,) * gathered + geo.strides[gathered:],
+                          dilation=(0,) * gathered + geo.dilation[gathered:])
+  blocks = (lax.slice_in_dim(products, i * c_out, (i + 1) * c_out, axis=-1) for i in range(n_rest))
+  return sum(_taps_of_each(blocks, (1,) * gathered + rest, rest_geo))
 
 
 def _input_grad(g, w, geo: Geometry):
@@ -277,14 +297,15 @@ def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
   native on LeNet's first layer). Otherwise the patch matrix ("im2col"),
   except for stride-1 convolutions over a large example (`C * prod(P) >= PRODUCTS_FROM_ELEMENTS`),
   where one wide GEMM of every position with every tap ("products") measured faster (rows 5,
-  10, 11 and 12 of experiments/bench_conv.py; slower on rows 2, 3 and 4).
+  10 and 11 of experiments/bench_conv.py; slower on rows 2, 3 and 4), and in 3-D patches over
+  the leading axes times the last axis's taps ("hybrid": 2x "products" on row 12).
   """
   if algorithm is None:
     padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
     if groups > 1 or x_shape[-1] == 1:
       return "shifted"
     if all(s == 1 for s in strides) and padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS:
-      return "products"
+      return "hybrid" if len(strides) >= 3 else "products"
     return "im2col"
   if algorithm not in ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {ALGORITHMS}")
