@@ -28,9 +28,9 @@ from funconv.ops.windows import (as_tuple, check_float, conv_output_size, dilate
                                  strided_window_slice, window_offsets)
 
 ALGORITHMS = ("im2col", "shifted", "products", "hybrid")
-# Patch-matrix bytes of one batch chunk: about half of a core's L2 cache was fastest when measured
+# Patch-matrix bytes of one batch chunk: about twice a core's L2 cache was fastest when measured
 # (experiments/bench_conv.py; docs/convolution.md).
-CHUNK_BYTES = 1 << 21
+CHUNK_BYTES = 1 << 22
 # Input elements per example (padded positions times channels) from which a stride-1 forward
 # computes all tap products in one GEMM rather than building the patch matrix (measured).
 PRODUCTS_FROM_ELEMENTS = 1 << 15
