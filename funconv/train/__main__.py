@@ -31,7 +31,8 @@ def make_optimizer(name, lr, steps, weight_decay=5e-4, momentum=0.9, clip=None, 
   return optax.chain(optax.clip_by_global_norm(clip), optimizer) if clip else optimizer
 
 
-def main(argv=None):
+def run(argv=None):
+  """Parse `argv` (default: the command line), train, print the test accuracy; returns `fit`'s report."""
   parser = argparse.ArgumentParser(prog="funconv-train", description=__doc__.splitlines()[0])
   parser.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
   parser.add_argument("--dataset", default="digits", choices=["digits", *datasets.sets.IDX_SETS, "cifar10", "cifar100"])
@@ -71,6 +72,11 @@ def main(argv=None):
   print(f"test accuracy: {report['test_accuracy']:.4f} (top-5 {report['test_top_k_accuracy']:.4f}); "
         f"curves in {args.out}/curves.png, metrics in {args.out}/metrics.json")
   return report
+
+
+def main(argv=None):
+  """The `funconv-train` entry point (returns None: a console script exits with its return value)."""
+  run(argv)
 
 
 if __name__ == "__main__":

@@ -134,8 +134,16 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp
 
 
 def test_the_command_line_entry_point(tmp_path, capsys):
-  report = cli.main(["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
+  report = cli.run(["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
   assert report["test_accuracy"] > 0.8
   assert "test accuracy:" in capsys.readouterr().out
   with pytest.raises(SystemExit, match="place the standard files"):
-    cli.main(["--dataset", "mnist", "--data-dir", str(tmp_path)])
+    cli.run(["--dataset", "mnist", "--data-dir", str(tmp_path)])
+
+
+def test_the_installed_command_exits_cleanly(tmp_path):
+  done = subprocess.run([sys.executable, "-m", "funconv.train", "--epochs", "1", "--out", str(tmp_path),
+                         "--no-progress"], capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr
+  assert "test accuracy:" in done.stdout and "history" not in done.stderr
+  assert (tmp_path / "curves.png").exists()
