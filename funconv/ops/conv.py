@@ -292,9 +292,7 @@ def _chunk_size(n, out, window, channels, itemsize, depthwise=False):
 def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
   """The forward algorithm: the caller's, or the one measured fastest for this shape.
 
-  Grouped convolutions and single-channel inputs multiply per tap ("shifted"; with one input
-  channel a tap is an outer product, and the taps fuse into one loop: 5-10x faster forward than
-  native on LeNet's first layer). Otherwise the patch matrix ("im2col"),
+  Grouped convolutions multiply per tap ("shifted"). Otherwise the patch matrix ("im2col"),
   except for stride-1 convolutions over a large example (`C * prod(P) >= PRODUCTS_FROM_ELEMENTS`),
   where one wide GEMM of every position with every tap ("products") measured faster (rows 5,
   10 and 11 of experiments/bench_conv.py; slower on rows 2, 3 and 4), and in 3-D patches over
@@ -302,7 +300,7 @@ def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
   """
   if algorithm is None:
     padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
-    if groups > 1 or x_shape[-1] == 1:
+    if groups > 1:
       return "shifted"
     if all(s == 1 for s in strides) and padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS:
       return "hybrid" if len(strides) >= 3 else "products"
