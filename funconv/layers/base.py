@@ -97,10 +97,6 @@ class Recorder:
     self.field = ((1, 1, 0.0),) * rank if rank > 0 else None
 
 
-def recorder() -> Recorder | None:
-  return _RECORDER.get()
-
-
 @contextlib.contextmanager
 def recording(input_shape):
   rec = Recorder(input_shape)

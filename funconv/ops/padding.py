@@ -1,5 +1,4 @@
 """Padding specifications: resolution to per-axis `(low, high)` pairs and their application."""
-import math
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -69,14 +68,3 @@ def pad_spatial(x, pairs, fill: str = "constant", value=0.0, interior: Sequence[
     return x
   config = ((0, 0, 0), *((lo, hi, i) for (lo, hi), i in zip(pairs, interior)), (0, 0, 0))
   return lax.pad(x, jnp.asarray(value, x.dtype), config)
-
-
-def padded_shape(in_shape, pairs, interior=None) -> tuple[int, ...]:
-  """Spatial shape after `pad_spatial(x, pairs, interior=interior)`."""
-  interior = interior or (0,) * len(pairs)
-  return tuple(max(n + (n - 1) * i, 0) + lo + hi for n, (lo, hi), i in zip(in_shape, pairs, interior))
-
-
-def same_size(in_shape, strides) -> tuple[int, ...]:
-  """Output spatial shape of `"SAME"` padding: `ceil(W / S)` per axis."""
-  return tuple(math.ceil(n / s) for n, s in zip(in_shape, strides))
