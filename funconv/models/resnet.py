@@ -29,8 +29,14 @@ def bottleneck_block(width, stride, in_width):
 
 
 def resnet(block, stage_sizes, num_classes=1000):
-  """An ImageNet ResNet: 7x7/2 stem, 3x3/2 max pool, four stages of 64/128/256/512 base widths
-  (stride 2 from the second), global average pool, dense classifier."""
+  """An ImageNet ResNet for 224x224x3 inputs (any size from 32x32 works: the head is a global
+  average pool): 7x7/2 stem, 3x3/2 max pool, four stages of 64/128/256/512 base widths (stride 2
+  from the second), global average pool, dense classifier of `num_classes`.
+
+  Example:
+    >>> fc.summary(resnet50(), (224, 224, 3))["params"]
+    25557032
+  """
   layers = [*_conv_bn(64, 7, 2), fc.MaxPool((3, 3), strides=(2, 2), padding=1)]
   width = 64
   for stage, blocks in enumerate(stage_sizes):

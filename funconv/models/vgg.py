@@ -11,7 +11,8 @@ CONFIGS = {
 
 
 def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_width=4096):
-  """A VGG network from a configuration: a tuple of conv widths and `"M"` pools (see `CONFIGS`).
+  """A VGG network from a configuration: a tuple of conv widths and `"M"` pools (see `CONFIGS`),
+  for 224x224x3 inputs (any size from 32x32 works: an adaptive pool feeds the classifier).
 
   Each convolution is 3x3 with padding 1 (then BatchNorm with `batch_norm=True`) and ReLU; an
   adaptive average pool to 7x7 feeds the classifier: dense `classifier_width`, ReLU, dropout,
