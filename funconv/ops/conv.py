@@ -34,6 +34,8 @@ CHUNK_BYTES = 1 << 22
 # Input elements per example (padded positions times channels) from which a stride-1 forward
 # computes all tap products in one GEMM rather than building the patch matrix (measured).
 PRODUCTS_FROM_ELEMENTS = 1 << 15
+# Input channels from which a stride-1 input gradient is a convolution of the cotangent (measured).
+INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
 
 
 class Geometry(NamedTuple):
@@ -46,6 +48,22 @@ class Geometry(NamedTuple):
   algorithm: str
   chunk: int                 # examples per chunk; divides the batch
   precision: lax.Precision | None = None
+  pads: tuple[tuple[int, int], ...] | None = None   # (low, high) per spatial axis, applied per chunk
+  fill: str = "constant"
+
+
+def _pad(x, geo: Geometry):
+  """Pad one chunk: inside the chunk the pad fuses into the slices that read it."""
+  return x if geo.pads is None else pad_spatial(x, geo.pads, geo.fill)
+
+
+def _unpad(dxp, geo: Geometry):
+  """Transpose of `_pad`: the cotangent of the unpadded chunk (wrapped and mirrored pads add back)."""
+  if geo.pads is None:
+    return dxp
+  spatial = tuple(p - lo - hi for p, (lo, hi) in zip(dxp.shape[1:-1], geo.pads))
+  shape = jax.ShapeDtypeStruct((dxp.shape[0], *spatial, dxp.shape[-1]), dxp.dtype)
+  return jax.linear_transpose(lambda x: pad_spatial(x, geo.pads, geo.fill), shape)(dxp)[0]
 
 
 def _taps(xp, window, geo: Geometry):
@@ -143,17 +161,18 @@ def _patches(taps):
   return _rows(jnp.concatenate(taps, axis=-1))
 
 
-def _use_patches(geo, w):
-  return geo.algorithm == "im2col" and geo.groups == 1
+def _use_patches(geo):
+  """Whether the forward and the kernel gradient go through the patch matrix (im2col)."""
+  return geo.groups == 1 and geo.algorithm == "im2col"
 
 
 def _forward(xp, w, geo: Geometry):
   """`(n, *P, C)` padded input, `(*K, C // groups, C_out)` kernel -> `(n, *O, C_out)`."""
   window, c_out = w.shape[:-2], w.shape[-1]
   if geo.algorithm in ("products", "hybrid") and geo.groups == 1:
-    return _forward_products(xp, w, geo, gathered=len(window) - 1 if geo.algorithm == "hybrid" else 0)
+    return _forward_products(xp, w, geo)
   taps = _taps(xp, window, geo)
-  if _use_patches(geo, w):
+  if _use_patches(geo):
     y = _matmul(_patches(taps), w.reshape(-1, c_out), geo)
   else:
     w_taps = w.reshape(-1, *w.shape[-2:])
@@ -161,23 +180,38 @@ def _forward(xp, w, geo: Geometry):
   return y.reshape(xp.shape[0], *geo.out, c_out)
 
 
-def _forward_products(xp, w, geo: Geometry, gathered):
-  """The forward pass as wide GEMMs whose products are slid into place.
+def _gather_leading(xp, window, geo: Geometry, gathered):
+  """The patch matrix of the first `gathered` spatial axes, over the full extent of the others.
 
-  The taps of the first `gathered` spatial axes are gathered into a patch matrix, as im2col does
-  (over the full extent of the other axes); that matrix (`xp` itself when `gathered == 0`, a free
-  reshape) is multiplied by every remaining tap in one GEMM, and each remaining tap's block of
-  columns is sliced into place and summed: slices and adds that fuse into one loop.
+  `(n, *P, C)` -> `(n, *O[:gathered], *P[gathered:], prod(window[:gathered]) * C)`; `xp` itself
+  when `gathered == 0`.
   """
-  window, channels, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
   rank = len(window)
-  lead, rest = window[:gathered], window[gathered:]
   full = tuple(xp.shape[1 + gathered:-1])
   slices = [strided_window_slice(xp, (*(k * d for k, d in zip(tap, geo.dilation)), *(0,) * (rank - gathered)),
                                  (*geo.out[:gathered], *full),
                                  (*geo.strides[:gathered], *(1,) * (rank - gathered)))
-            for tap in window_offsets(lead)]
-  gathered_x = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+            for tap in window_offsets(window[:gathered])]
+  return slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+
+
+def _gathered_axes(geo: Geometry, rank):
+  """How many leading axes "hybrid" gathers into patches (all but the last); "products" none."""
+  return rank - 1 if geo.algorithm == "hybrid" else 0
+
+
+def _forward_products(xp, w, geo: Geometry):
+  """The forward pass as one wide GEMM whose products are slid into place.
+
+  The taps of the gathered axes (`_gathered_axes`) form a patch matrix, as im2col does, over the
+  full extent of the other axes; that matrix (`xp` itself, a free reshape, when none are
+  gathered) is multiplied by every remaining tap in one GEMM, and each remaining tap's block of
+  columns is sliced into place and summed: slices and adds that fuse into one loop.
+  """
+  window, channels, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
+  gathered = _gathered_axes(geo, len(window))
+  lead, rest = window[:gathered], window[gathered:]
+  gathered_x = _gather_leading(xp, window, geo, gathered)
   n_lead, n_rest = math.prod(lead), math.prod(rest)
   w_wide = w.reshape(n_lead, n_rest, channels, c_out).transpose(0, 2, 1, 3).reshape(n_lead * channels, -1)
   products = _matmul(_rows(gathered_x), w_wide, geo).reshape(*gathered_x.shape[:-1], n_rest * c_out)
@@ -193,7 +227,7 @@ def _input_grad(g, w, geo: Geometry):
   n, channels = g.shape[0], w.shape[-2] * geo.groups
   g2 = _rows(g)
   w_taps = w.reshape(-1, *w.shape[-2:])
-  if _use_patches(geo, w):
+  if geo.groups == 1 and geo.algorithm != "shifted":  # one GEMM for all taps
     d_patches = _matmul(g2, w.reshape(-1, w.shape[-1]), geo, ((1,), (1,)))
     parts = [d_patches[:, i * channels:(i + 1) * channels] for i in range(len(w_taps))]
   else:
@@ -201,19 +235,64 @@ def _input_grad(g, w, geo: Geometry):
   return _col2im([part.reshape(n, *geo.out, channels) for part in parts], window, geo)
 
 
+def _flipped_kernel(w, groups):
+  """The kernel of the convolution that transposes `w`'s: taps reversed, `C` and `C_out` swapped per group.
+
+  `(*K, C // groups, C_out)` -> `(*K, C_out // groups, C)`.
+  """
+  window, c_group, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
+  w = jnp.flip(w, axis=tuple(range(len(window))))
+  rank = len(window)
+  w = w.reshape(*window, c_group, groups, c_out // groups).transpose(*range(rank), rank + 2, rank + 1, rank)
+  return w.reshape(*window, c_out // groups, groups * c_group)
+
+
+def _input_grad_geometry(geo: Geometry, window, in_spatial):
+  """For a stride-1 `geo`: the convolution of the cotangent with `_flipped_kernel` giving `dx`.
+
+  The cotangent is padded by the dilated window's reach `r` less the forward's pads, so the
+  output is the unpadded input's cotangent, `(n, *in_spatial, C)`. Edge-filled pads (wrap,
+  reflect) also send cotangent from the pad to the input: then the whole padded grid is computed
+  (pad `r` each side) and `_unpad` adds it back.
+  """
+  reach = [dilate_size(k, d) - 1 for k, d in zip(window, geo.dilation)]
+  if geo.fill == "constant":
+    pads, out = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, geo.pads)), tuple(in_spatial)
+  else:
+    pads, out = tuple((r, r) for r in reach), geo.padded
+  padded = tuple(o + lo + hi for o, (lo, hi) in zip(geo.out, pads))
+  return geo._replace(padded=padded, out=out, pads=pads, fill="constant")
+
+
 def _kernel_grad(xp, g, window, geo: Geometry):
   """`dw[k] = tap_k(xp)^T g`: `(n, *P, C)`, `(n, *O, C_out)` -> `(*K, C // groups, C_out)`.
 
   One GEMM on the patch matrix for im2col and for single-channel inputs (where per-tap GEMMs
-  would contract to a single column each), otherwise one per tap.
+  would contract to a single column each); one GEMM of the gathered leading axes against the
+  cotangent shifted by each tap of the last axis for "hybrid"; otherwise one GEMM per tap.
   """
-  taps = _taps(xp, window, geo)
   g2 = _rows(g)
-  if geo.groups == 1 and (geo.algorithm == "im2col" or xp.shape[-1] == 1):
-    dw = _matmul(_patches(taps), g2, geo, ((0,), (0,)))
+  if _use_patches(geo) or (geo.groups == 1 and xp.shape[-1] == 1):
+    dw = _matmul(_patches(_taps(xp, window, geo)), g2, geo, ((0,), (0,)))
+  elif geo.groups == 1 and geo.algorithm == "hybrid" and geo.strides[-1] == 1:
+    return _kernel_grad_products(xp, g, window, geo)
   else:
-    dw = jnp.stack([_tap_kernel_grad(_rows(t), g2, geo) for t in taps])
+    dw = jnp.stack([_tap_kernel_grad(_rows(t), g2, geo) for t in _taps(xp, window, geo)])
   return dw.reshape(*window, -1, g.shape[-1])
+
+
+def _kernel_grad_products(xp, g, window, geo: Geometry):
+  """`_kernel_grad` for "hybrid" (stride 1 along the last axis), the transpose of `_forward_products`.
+
+  The last axis's taps shift the cotangent instead of the input: `dw[.., k] = gathered^T
+  shift_k(g)`, with the shifts side by side as the columns of one GEMM.
+  """
+  rank = len(window)
+  gathered = _gather_leading(xp, window, geo, rank - 1)
+  full, out, dilation, taps = xp.shape[-2], geo.out[-1], geo.dilation[-1], window[-1]
+  shifted = [pad_spatial(g, [(0, 0)] * (rank - 1) + [(k * dilation, full - out - k * dilation)]) for k in range(taps)]
+  dw = _matmul(_rows(gathered), _rows(jnp.concatenate(shifted, axis=-1)), geo, ((0,), (0,)))
+  return jnp.moveaxis(dw.reshape(*window[:-1], xp.shape[-1], taps, g.shape[-1]), -2, rank - 1)
 
 
 def _over_chunks(fn, chunk, *arrays):
@@ -238,22 +317,41 @@ def _over_chunks(fn, chunk, *arrays):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_padded(xp, w, geo: Geometry):
-  return _over_chunks(lambda x: (_forward(x, w, geo), ()), geo.chunk, xp)[0]
+def _conv(x, w, geo: Geometry):
+  """`x` `(n, *spatial, C)`, padded by `geo.pads` chunk by chunk -> `(n, *O, C_out)`."""
+  return _over_chunks(lambda xc: (_forward(_pad(xc, geo), w, geo), ()), geo.chunk, x)[0]
 
 
-def _conv_padded_fwd(xp, w, geo):
-  return _conv_padded(xp, w, geo), (xp, w)
+def _conv_fwd(x, w, geo):
+  return _conv(x, w, geo), (x, w)
 
 
-def _conv_padded_bwd(geo, residuals, g):
-  xp, w = residuals
+def _input_grad_by_conv(geo: Geometry, channels):
+  """Whether `dx` is computed as a forward convolution of the cotangent rather than by col2im.
+
+  For stride 1 with "products"/"hybrid" (the shapes they are chosen for) and `C >= 8` output
+  channels it measured 1.1-1.3x faster than col2im's scattered adds (rows 2, 3, 11 of
+  experiments/bench_conv.py); with a single channel it is a matrix-vector product, 1.5x slower.
+  """
+  return (all(s == 1 for s in geo.strides) and geo.algorithm in ("products", "hybrid")
+          and channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS)
+
+
+def _conv_bwd(geo, residuals, g):
+  x, w = residuals
   window = w.shape[:-2]
-  return _over_chunks(lambda x, gc: (_input_grad(gc, w, geo), _kernel_grad(x, gc, window, geo)),
-                      geo.chunk, xp, g)
+  if _input_grad_by_conv(geo, x.shape[-1]):
+    geo_t, w_t = _input_grad_geometry(geo, window, x.shape[1:-1]), _flipped_kernel(w, geo.groups)
+    input_grad = lambda gc: _forward(_pad(gc, geo_t), w_t, geo_t)
+    if geo.fill != "constant":
+      input_grad = lambda gc: _unpad(_forward(_pad(gc, geo_t), w_t, geo_t), geo)
+  else:
+    input_grad = lambda gc: _unpad(_input_grad(gc, w, geo), geo)
+  return _over_chunks(lambda xc, gc: (input_grad(gc), _kernel_grad(_pad(xc, geo), gc, window, geo)),
+                      geo.chunk, x, g)
 
 
-_conv_padded.defvjp(_conv_padded_fwd, _conv_padded_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -276,35 +374,43 @@ def _conv_transposed_padded_bwd(geo, residuals, g):
 _conv_transposed_padded.defvjp(_conv_transposed_padded_fwd, _conv_transposed_padded_bwd)
 
 
-def _chunk_size(n, out, window, channels, itemsize, depthwise=False):
-  """The largest divisor of the batch `n` whose patch matrix fits in `CHUNK_BYTES`.
-
-  Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
-  break up (measured 10x slower chunked): one chunk.
-  """
-  if depthwise:
-    return n
-  per_example = math.prod(out) * math.prod(window) * channels * itemsize
-  target = max(1, CHUNK_BYTES // max(per_example, 1))
+def _chunk_size(n, per_example_bytes):
+  """The largest divisor of the batch `n` whose intermediates fit in `CHUNK_BYTES`."""
+  target = max(1, CHUNK_BYTES // max(per_example_bytes, 1))
   return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
+
+
+def _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize):
+  """Bytes per example of the largest intermediates of `algorithm`'s forward and backward.
+
+  The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the
+  patches of the leading axes plus the last axis's products, several times smaller.
+  """
+  if algorithm == "hybrid":
+    rows = math.prod(out[:-1]) * padded[-1]
+    return rows * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
+  return math.prod(out) * math.prod(window) * max(channels, c_out) * itemsize
 
 
 def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
   """The forward algorithm: the caller's, or the one measured fastest for this shape.
 
-  Grouped convolutions multiply per tap ("shifted"). Otherwise the patch matrix ("im2col"),
-  except for stride-1 convolutions over a large example (`C * prod(P) >= PRODUCTS_FROM_ELEMENTS`),
-  where one wide GEMM of every position with every tap ("products") measured faster (rows 5,
-  10 and 11 of experiments/bench_conv.py; slower on rows 2, 3 and 4), and in 3-D patches over
-  the leading axes times the last axis's taps ("hybrid": 2x "products" on row 12).
+  Grouped convolutions multiply per tap ("shifted"); strided ones build the patch matrix
+  ("im2col"). Stride-1 convolutions of 2 or more spatial axes gather the patches of the
+  leading axes and multiply them by every tap of the last axis in one GEMM ("hybrid":
+  1.1-2.5x im2col on rows 1, 2, 5, 7 and 12 of experiments/bench_conv.py, even on 3 and 4); 1-D
+  ones over a large example (`C * P >= PRODUCTS_FROM_ELEMENTS`) multiply the input by every tap
+  ("products", which "hybrid" is in 1-D).
   """
   if algorithm is None:
     padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
     if groups > 1:
       return "shifted"
-    if all(s == 1 for s in strides) and padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS:
-      return "hybrid" if len(strides) >= 3 else "products"
-    return "im2col"
+    if any(s > 1 for s in strides):
+      return "im2col"
+    if len(strides) >= 2:
+      return "hybrid"
+    return "products" if padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS else "im2col"
   if algorithm not in ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {ALGORITHMS}")
   return algorithm
@@ -318,8 +424,8 @@ def _check_kernel(x, w, rank, op):
                      f"{rank}-D window, got w.shape={w.shape}")
 
 
-def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, algorithm, itemsize, precision, op):
-  """The `Geometry` of a conv of `x` `(n, *spatial, C)` with `w`, after padding by `pairs`."""
+def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, fill, algorithm, itemsize, precision, op):
+  """The `Geometry` of a conv of `x` `(n, *spatial, C)` with `w`, padding by `pairs` filled as `fill`."""
   window, c_out = w_shape[:-2], w_shape[-1]
   padded = tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
   out = tuple(conv_output_size(p, k, s, (0, 0), d) for p, k, s, d in zip(padded, window, strides, dilation))
@@ -327,8 +433,11 @@ def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, algorithm, ite
     raise ValueError(f"{op}: the window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
                      f"padded input {padded} (input spatial shape {x_shape[1:-1]}, padding {pairs})")
   channels = x_shape[-1]
-  chunk = _chunk_size(x_shape[0], out, window, max(channels, c_out), itemsize, depthwise=groups == channels)
-  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision)
+  # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
+  # break up (measured 10x slower chunked): one chunk.
+  chunk = x_shape[0] if groups == channels else _chunk_size(
+      x_shape[0], _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize))
+  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision, tuple(pairs), fill)
 
 
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None,
@@ -377,9 +486,9 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   dilation = as_tuple(dilation, rank, "dilation", op)
   in_spatial = x3.shape[1:-1]
   pairs, fill = resolve_padding(padding, in_spatial, window, strides, dilation, op)
-  geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs,
+  geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs, fill,
                   _choose_algorithm(algorithm, x3.shape, groups, strides, pairs, op), dtype.itemsize, precision, op)
-  y = _conv_padded(pad_spatial(x3, pairs, fill), w, geo)
+  y = _conv(x3, w, geo)
   return y.reshape(*batch, *y.shape[1:])
 
 
@@ -457,7 +566,8 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   padded = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   geo = Geometry(strides, dilation, 1, padded, tuple(in_spatial),
                  _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), 1, strides, [(0, 0)] * rank, op),
-                 _chunk_size(x3.shape[0], in_spatial, window, w.shape[-1], dtype.itemsize), precision)
+                 _chunk_size(x3.shape[0], math.prod(in_spatial) * math.prod(window) * w.shape[-1] * dtype.itemsize),
+                 precision)
   y = _conv_transposed_padded(x3, w_conv, geo)
   y = pad_spatial(y, [(lo - r, hi - r) for (lo, hi), r in zip(pairs, reach)])
   return y.reshape(*batch, *y.shape[1:])
