@@ -1,4 +1,6 @@
-"""Data: the embedded digits, readers for standard files, a deterministic batch pipeline, augmentation."""
+"""Data: the embedded digits, readers and verified downloads of standard files, a deterministic batch
+pipeline, augmentation."""
 from funconv.data.augment import augmenter, normalize, random_crop, random_flip
+from funconv.data.download import download, fetch, sha256_of
 from funconv.data.pipeline import batches, epoch_order, num_batches
 from funconv.data.sets import DataSet, cifar10, cifar100, digits, idx_dataset, load, read_idx

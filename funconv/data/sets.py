@@ -2,8 +2,9 @@
 MNIST, Fashion-MNIST, KMNIST (IDX) and CIFAR-10/100 (python pickles) in a directory you name.
 
 Every loader returns a `DataSet` of float32 images `(N, H, W, C)` in [0, 1] and int32 labels.
-Nothing is downloaded: this library's machines have no network but package registries, so a
-missing file raises `FileNotFoundError` saying which files to place where.
+Readers never touch the network: a missing file raises `FileNotFoundError` saying which files to
+place where. `load(..., download=True)` (`funconv-train --download`) first fetches the missing
+files with `funconv.data.fetch` (SHA-256 checked, resumable, atomic).
 """
 import gzip
 import pathlib
@@ -12,6 +13,8 @@ import tarfile
 from typing import NamedTuple
 
 import numpy as np
+
+from funconv.data.download import fetch
 
 
 class DataSet(NamedTuple):
@@ -62,8 +65,9 @@ def _find(directory, name, suffixes, dataset):
     if candidate.exists():
       return candidate
   raise FileNotFoundError(
-      f"{dataset}: {name}{suffixes[0]} not found in {pathlib.Path(directory).resolve()}. funconv does not download "
-      f"data sets (this machine has no network access to them): place the standard files there yourself.")
+      f"{dataset}: {name}{suffixes[0]} not found in {pathlib.Path(directory).resolve()}. Place the standard files "
+      f"there yourself, or download them (network needed): funconv.data.fetch({dataset!r}, data_dir) or "
+      f"funconv-train --download.")
 
 
 def idx_dataset(data_dir, name="mnist"):
@@ -112,12 +116,17 @@ def cifar100(data_dir, label="fine"):
   return DataSet(*train, *test, 100 if label == "fine" else 20)
 
 
-def load(name, data_dir=None):
-  """A data set by name: `digits` (embedded), `mnist`, `fashion_mnist`, `kmnist`, `cifar10`, `cifar100`."""
+def load(name, data_dir=None, download=False):
+  """A data set by name: `digits` (embedded), `mnist`, `fashion_mnist`, `kmnist`, `cifar10`, `cifar100`.
+
+  With `download=True` the standard files missing from `data_dir` are fetched first (`fetch`).
+  """
   if name == "digits":
     return digits()
   if data_dir is None:
     raise ValueError(f"load: data set {name!r} is read from files: give data_dir (--data-dir)")
+  if download:
+    fetch(name, data_dir)
   if name in IDX_SETS:
     return idx_dataset(data_dir, name)
   if name in ("cifar10", "cifar100"):

@@ -37,6 +37,8 @@ def run(argv=None):
   parser.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
   parser.add_argument("--dataset", default="digits", choices=["digits", *datasets.sets.IDX_SETS, "cifar10", "cifar100"])
   parser.add_argument("--data-dir", default=None, help="directory holding the data set's standard files")
+  parser.add_argument("--download", action="store_true",
+                      help="fetch the standard files missing from --data-dir first (SHA-256 checked)")
   parser.add_argument("--epochs", type=int, default=15)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--lr", type=float, default=2e-3)
@@ -52,8 +54,8 @@ def run(argv=None):
   args = parser.parse_args(argv)
 
   try:
-    data = datasets.load(args.dataset, args.data_dir)
-  except (FileNotFoundError, ValueError) as err:
+    data = datasets.load(args.dataset, args.data_dir, download=args.download)
+  except (OSError, ValueError) as err:
     sys.exit(f"funconv-train: {err}")
   cifar = args.dataset.startswith("cifar")
   model = MODELS[args.model](num_classes=data.num_classes)

@@ -81,7 +81,7 @@ def test_cifar100_fine_and_coarse(tmp_path):
 
 
 def test_missing_files_say_where_to_put_them(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.gz not found in .*place the standard files"):
+  with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.gz not found in .*Place the standard files.*fetch"):
     data.load("mnist", tmp_path)
   with pytest.raises(ValueError, match="give data_dir"):
     data.load("cifar10")
