@@ -3,17 +3,18 @@
 Three chunk kernels carry all of it. For a padded input `xp` `(n, *P, C)`, a kernel `w`
 `(*K, C // groups, C_out)` and a cotangent `g` `(n, *O, C_out)`:
 
-- `_forward`: `y = sum_k tap_k(xp) @ w[k]`, as one GEMM on the patch matrix (im2col) or one GEMM
-  per kernel tap (shifted);
-- `_input_grad`: the col2im transpose, `dxp = sum_k spread_k(g @ w[k]^T)`, spreading with
-  interior padding;
+- `_forward`: `y = sum_k tap_k(xp) @ w[k]`, as one GEMM on the patch matrix (im2col), one wide
+  GEMM of every position with every tap slid into place (products, hybrid), or one GEMM per
+  kernel tap (shifted);
+- `_input_grad`: the col2im transpose, `dxp = sum_k spread_k(g @ w[k]^T)`, spreading by output
+  phase; for stride 1 the input gradient is instead `_forward` of `g` with the flipped kernel;
 - `_kernel_grad`: `dw[k] = tap_k(xp)^T g`.
 
-`conv` is `_forward` with a `custom_vjp` whose backward is `_input_grad` and `_kernel_grad`;
+`conv` is `_forward` with a `custom_vjp` whose backward is the input and kernel gradients;
 `conv_transpose` is `_input_grad` with a `custom_vjp` whose backward is `_forward` and
-`_kernel_grad`. Every kernel runs over the batch in chunks (`lax.scan`) so that the patch
-matrix of one chunk stays in cache; see docs/convolution.md for the measurements behind the
-choices.
+`_kernel_grad`. Every kernel runs over the batch in chunks (`lax.scan`), padding each chunk
+itself, so that one chunk's intermediates stay in cache; see docs/convolution.md for the
+measurements behind the choices.
 """
 import functools
 import math
@@ -34,6 +35,10 @@ CHUNK_BYTES = 1 << 22
 # Input elements per example (padded positions times channels) from which a stride-1 forward
 # computes all tap products in one GEMM rather than building the patch matrix (measured).
 PRODUCTS_FROM_ELEMENTS = 1 << 15
+# A stride-1 convolution of 2+ spatial axes uses "hybrid" from this padded length of its last axis
+# and this GEMM depth (gathered taps times channels); below, im2col (LeNet-5's layers; measured).
+HYBRID_FROM_LENGTH = 24
+HYBRID_FROM_DEPTH = 8
 # Input channels from which a stride-1 input gradient is a convolution of the cotangent (measured).
 INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
 
@@ -50,6 +55,7 @@ class Geometry(NamedTuple):
   precision: lax.Precision | None = None
   pads: tuple[tuple[int, int], ...] | None = None   # (low, high) per spatial axis, applied per chunk
   fill: str = "constant"
+  grad_chunk: int | None = None  # examples per chunk of the backward pass (default: `chunk`)
 
 
 def _pad(x, geo: Geometry):
@@ -348,7 +354,7 @@ def _conv_bwd(geo, residuals, g):
   else:
     input_grad = lambda gc: _unpad(_input_grad(gc, w, geo), geo)
   return _over_chunks(lambda xc, gc: (input_grad(gc), _kernel_grad(_pad(xc, geo), gc, window, geo)),
-                      geo.chunk, x, g)
+                      geo.grad_chunk or geo.chunk, x, g)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -380,36 +386,44 @@ def _chunk_size(n, per_example_bytes):
   return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
 
 
-def _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize):
-  """Bytes per example of the largest intermediates of `algorithm`'s forward and backward.
+def _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize, backward=False):
+  """Bytes per example of the largest intermediates of `algorithm`'s forward (or backward) pass.
 
-  The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the
-  patches of the leading axes plus the last axis's products, several times smaller.
+  The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the patches
+  of the leading axes plus the last axis's products, several times smaller, except in a
+  backward pass that falls back to col2im and the patch matrix (`_input_grad_by_conv`).
   """
-  if algorithm == "hybrid":
+  hybrid = algorithm == "hybrid" and (not backward or channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS)
+  if hybrid:
     rows = math.prod(out[:-1]) * padded[-1]
     return rows * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
   return math.prod(out) * math.prod(window) * max(channels, c_out) * itemsize
 
 
-def _choose_algorithm(algorithm, x_shape, groups, strides, pairs, op):
+def _choose_algorithm(algorithm, x_shape, window, groups, strides, dilation, pairs, op):
   """The forward algorithm: the caller's, or the one measured fastest for this shape.
 
   Grouped convolutions multiply per tap ("shifted"); strided ones build the patch matrix
   ("im2col"). Stride-1 convolutions of 2 or more spatial axes gather the patches of the
   leading axes and multiply them by every tap of the last axis in one GEMM ("hybrid":
-  1.1-2.5x im2col on rows 1, 2, 5, 7 and 12 of experiments/bench_conv.py, even on 3 and 4); 1-D
+  1.1-2.5x im2col on rows 1, 2, 5 and 12 of experiments/bench_conv.py, even on 3 and 4), unless
+  the last axis is short or the GEMM shallow (`HYBRID_FROM_LENGTH`, `HYBRID_FROM_DEPTH`: LeNet-5's
+  28x28x1 and 14x14x6 layers trained 10% faster with im2col, though alone they ran faster); 1-D
   ones over a large example (`C * P >= PRODUCTS_FROM_ELEMENTS`) multiply the input by every tap
-  ("products", which "hybrid" is in 1-D).
+  ("products", which "hybrid" is in 1-D). Both multiply every position of the last axis: where
+  the output covers less than half of it (a 5x5 VALID kernel on a 5x5 input) im2col is faster.
   """
   if algorithm is None:
     padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
     if groups > 1:
       return "shifted"
-    if any(s > 1 for s in strides):
+    last_padded = x_shape[-2] + sum(pairs[-1])
+    # Products along the last axis cover all of it: no more than 2x the output's extent.
+    if any(s > 1 for s in strides) or last_padded > 2 * (last_padded - dilate_size(window[-1], dilation[-1]) + 1):
       return "im2col"
     if len(strides) >= 2:
-      return "hybrid"
+      large = last_padded >= HYBRID_FROM_LENGTH and math.prod(window[:-1]) * x_shape[-1] >= HYBRID_FROM_DEPTH
+      return "hybrid" if large else "im2col"
     return "products" if padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS else "im2col"
   if algorithm not in ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {ALGORITHMS}")
@@ -435,9 +449,13 @@ def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, fill, algorith
   channels = x_shape[-1]
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
   # break up (measured 10x slower chunked): one chunk.
-  chunk = x_shape[0] if groups == channels else _chunk_size(
-      x_shape[0], _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize))
-  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision, tuple(pairs), fill)
+  if groups == channels:
+    chunk = grad_chunk = x_shape[0]
+  else:
+    shapes = (algorithm, padded, out, window, channels, c_out, itemsize)
+    chunk = _chunk_size(x_shape[0], _intermediate_bytes(*shapes))
+    grad_chunk = _chunk_size(x_shape[0], _intermediate_bytes(*shapes, backward=True))
+  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision, tuple(pairs), fill, grad_chunk)
 
 
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None,
@@ -454,7 +472,9 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
     dilation: kernel dilation, int or one per spatial axis (default 1).
     groups: feature groups; `C_in` and `C_out` must both divide by it. `groups == C_in` is a
       depthwise convolution (with channel multiplier `C_out // C_in`).
-    algorithm: `None` (chosen by shape), `"im2col"` (one GEMM on the patch matrix) or
+    algorithm: `None` (chosen by shape, see docs/convolution.md), `"im2col"` (one GEMM on the
+      patch matrix), `"products"` (one GEMM of every position with every tap, slid into
+      place), `"hybrid"` (im2col over the leading spatial axes, products over the last) or
       `"shifted"` (one GEMM per kernel tap). Results agree to float rounding.
     precision: passed to every `lax.dot_general`.
 
@@ -487,7 +507,7 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   in_spatial = x3.shape[1:-1]
   pairs, fill = resolve_padding(padding, in_spatial, window, strides, dilation, op)
   geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs, fill,
-                  _choose_algorithm(algorithm, x3.shape, groups, strides, pairs, op), dtype.itemsize, precision, op)
+                  _choose_algorithm(algorithm, x3.shape, window, groups, strides, dilation, pairs, op), dtype.itemsize, precision, op)
   y = _conv(x3, w, geo)
   return y.reshape(*batch, *y.shape[1:])
 
@@ -565,7 +585,8 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   w_conv = jnp.flip(w, axis=tuple(range(rank))).swapaxes(-1, -2)
   padded = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   geo = Geometry(strides, dilation, 1, padded, tuple(in_spatial),
-                 _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), 1, strides, [(0, 0)] * rank, op),
+                 _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), window, 1, strides, dilation,
+                                   [(0, 0)] * rank, op),
                  _chunk_size(x3.shape[0], math.prod(in_spatial) * math.prod(window) * w.shape[-1] * dtype.itemsize),
                  precision)
   y = _conv_transposed_padded(x3, w_conv, geo)
