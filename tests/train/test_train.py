@@ -137,7 +137,7 @@ def test_the_command_line_entry_point(tmp_path, capsys):
   report = cli.run(["--epochs", "2", "--out", str(tmp_path), "--no-progress"])
   assert report["test_accuracy"] > 0.8
   assert "test accuracy:" in capsys.readouterr().out
-  with pytest.raises(SystemExit, match="place the standard files"):
+  with pytest.raises(SystemExit, match="Place the standard files"):
     cli.run(["--dataset", "mnist", "--data-dir", str(tmp_path)])
 
 
