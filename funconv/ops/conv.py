@@ -36,7 +36,7 @@ CHUNK_BYTES = 1 << 22
 # computes all tap products in one GEMM rather than building the patch matrix (measured).
 PRODUCTS_FROM_ELEMENTS = 1 << 15
 # A stride-1 convolution of 2+ spatial axes uses "hybrid" from this padded length of its last axis
-# and this GEMM depth (gathered taps times channels); below, im2col (LeNet-5's layers; measured).
+# and this GEMM depth (gathered taps times channels); below, im2col (LeNet-5's 14x14x6; measured).
 HYBRID_FROM_LENGTH = 24
 HYBRID_FROM_DEPTH = 8
 # Input channels below which a stride-1 col2im adds tap by tap in place (measured).
@@ -429,13 +429,14 @@ def _choose_algorithm(algorithm, x_shape, window, groups, strides, dilation, pai
 
   Grouped and single-channel convolutions multiply per tap ("shifted"; with one channel each
   tap is an outer product and all fuse into one loop: LeNet-5 trained 1.25x faster than with
-  im2col for its first layer); strided ones build the patch matrix ("im2col"). Stride-1 convolutions of 2 or more spatial axes gather the patches of the
-  leading axes and multiply them by every tap of the last axis in one GEMM ("hybrid":
-  1.1-2.5x im2col on rows 1, 2, 5 and 12 of experiments/bench_conv.py, even on 3 and 4), unless
-  the last axis is short or the GEMM shallow (`HYBRID_FROM_LENGTH`, `HYBRID_FROM_DEPTH`: LeNet-5's
-  28x28x1 and 14x14x6 layers trained 10% faster with im2col, though alone they ran faster); 1-D
-  ones over a large example (`C * P >= PRODUCTS_FROM_ELEMENTS`) multiply the input by every tap
-  ("products", which "hybrid" is in 1-D). Both multiply every position of the last axis: where
+  im2col for its first layer); strided ones build the patch matrix ("im2col"). Stride-1
+  convolutions of 2 or more spatial axes gather the patches of the leading axes and multiply
+  them by every tap of the last axis in one GEMM ("hybrid": 1.1-2.5x im2col on rows 1, 2, 5 and
+  12 of experiments/bench_conv.py, about equal on 3 and 4), unless the last axis is short or
+  the GEMM shallow (`HYBRID_FROM_LENGTH`, `HYBRID_FROM_DEPTH`: LeNet-5's 14x14x6 layer trained
+  faster with im2col, though alone it ran faster); 1-D ones over a large example
+  (`C * P >= PRODUCTS_FROM_ELEMENTS`) multiply the input by every tap ("products", which
+  "hybrid" is in 1-D). Both multiply every position of the last axis: where
   the output covers less than half of it (a 5x5 VALID kernel on a 5x5 input) im2col is faster.
   """
   if algorithm is None:
@@ -455,12 +456,19 @@ def _choose_algorithm(algorithm, x_shape, window, groups, strides, dilation, pai
   return algorithm
 
 
-def _check_kernel(x, w, rank, op):
+def _operands(x, w, op, kernel_shape):
+  """Checked operands in their common dtype: `(x3, batch, w, rank)`, `x3` with one batch axis.
+
+  The spatial rank is the kernel's: `w` has shape `kernel_shape`, `(*window, ..., ...)`.
+  """
+  rank = jnp.ndim(w) - 2
+  if rank < 1:
+    raise ValueError(f"{op}: kernel w must have shape {kernel_shape}, got {jnp.shape(w)}")
   check_float(x, op, "x")
   check_float(w, op, "w")
-  if w.ndim != rank + 2:
-    raise ValueError(f"{op}: kernel w must have shape (*window, C_in // groups, C_out) with a "
-                     f"{rank}-D window, got w.shape={w.shape}")
+  dtype = jnp.result_type(x, w)
+  x3, batch = flatten_batch(jnp.asarray(x, dtype), rank, op)
+  return x3, batch, jnp.asarray(w, dtype), rank
 
 
 def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, fill, algorithm, itemsize, precision, op):
@@ -514,25 +522,19 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
     (8, 28, 28, 16)
   """
   op = "conv"
-  rank = jnp.ndim(w) - 2
-  if rank < 1:
-    raise ValueError(f"{op}: kernel w must have shape (*window, C_in // groups, C_out), got {jnp.shape(w)}")
-  _check_kernel(x, w, rank, op)
-  dtype = jnp.result_type(x, w)
-  x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
-  x3, batch = flatten_batch(x, rank, op)
-  window, channels, c_out = w.shape[:rank], x.shape[-1], w.shape[-1]
+  x3, batch, w, rank = _operands(x, w, op, "(*window, C_in // groups, C_out)")
+  window, channels, c_out = w.shape[:rank], x3.shape[-1], w.shape[-1]
   if not isinstance(groups, int) or groups < 1:
     raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
   if channels % groups or c_out % groups or channels // groups != w.shape[-2]:
-    raise ValueError(f"{op}: with groups={groups}, x's {channels} input channels (x.shape={x.shape}) must "
+    raise ValueError(f"{op}: with groups={groups}, x's {channels} input channels (x.shape={jnp.shape(x)}) must "
                      f"equal groups * w.shape[-2] and C_out={c_out} must divide by groups (w.shape={w.shape})")
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
   in_spatial = x3.shape[1:-1]
   pairs, fill = resolve_padding(padding, in_spatial, window, strides, dilation, op)
-  geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs, fill,
-                  _choose_algorithm(algorithm, x3.shape, window, groups, strides, dilation, pairs, op), dtype.itemsize, precision, op)
+  algorithm = _choose_algorithm(algorithm, x3.shape, window, groups, strides, dilation, pairs, op)
+  geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs, fill, algorithm, w.dtype.itemsize, precision, op)
   y = _conv(x3, w, geo)
   return y.reshape(*batch, *y.shape[1:])
 
@@ -586,16 +588,10 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
     (2, 32, 32, 3)
   """
   op = "conv_transpose"
-  rank = jnp.ndim(w) - 2
-  if rank < 1:
-    raise ValueError(f"{op}: kernel w must have shape (*window, C_in, C_out), got {jnp.shape(w)}")
-  _check_kernel(x, w, rank, op)
-  dtype = jnp.result_type(x, w)
-  x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
-  x3, batch = flatten_batch(x, rank, op)
+  x3, batch, w, rank = _operands(x, w, op, "(*window, C_in, C_out)")
   window = w.shape[:rank]
-  if x.shape[-1] != w.shape[-2]:
-    raise ValueError(f"{op}: x has {x.shape[-1]} channels (x.shape={x.shape}) but the kernel expects "
+  if x3.shape[-1] != w.shape[-2]:
+    raise ValueError(f"{op}: x has {x3.shape[-1]} channels (x.shape={jnp.shape(x)}) but the kernel expects "
                      f"w.shape[-2]={w.shape[-2]} (w.shape={w.shape})")
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
@@ -604,15 +600,14 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   reach = [dilate_size(k, d) - 1 for k, d in zip(window, dilation)]
   out = tuple(s * (n - 1) + 1 + lo + hi - r for s, n, (lo, hi), r in zip(strides, in_spatial, pairs, reach))
   if any(o < 1 for o in out):
-    raise ValueError(f"{op}: padding {pairs} leaves no output for input shape {x.shape}, window {window}, "
+    raise ValueError(f"{op}: padding {pairs} leaves no output for input shape {jnp.shape(x)}, window {window}, "
                      f"strides {strides}, dilation {dilation}")
-  # The conv whose input gradient this is: kernel flipped, its channel axes swapped.
-  w_conv = jnp.flip(w, axis=tuple(range(rank))).swapaxes(-1, -2)
+  w_conv = _flipped_kernel(w, 1)   # the kernel of the conv whose input gradient this is
   padded = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   geo = Geometry(strides, dilation, 1, padded, tuple(in_spatial),
                  _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), window, 1, strides, dilation,
                                    [(0, 0)] * rank, op),
-                 _chunk_size(x3.shape[0], math.prod(in_spatial) * math.prod(window) * w.shape[-1] * dtype.itemsize),
+                 _chunk_size(x3.shape[0], math.prod(in_spatial) * math.prod(window) * w.shape[-1] * w.dtype.itemsize),
                  precision)
   y = _conv_transposed_padded(x3, w_conv, geo)
   y = pad_spatial(y, [(lo - r, hi - r) for (lo, hi), r in zip(pairs, reach)])
