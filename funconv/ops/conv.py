@@ -184,9 +184,19 @@ def _tap_kernel_grad(t, g, geo):
   return dw.reshape(-1, c_out)
 
 
-def _patches(taps):
-  """The im2col matrix `(rows, K * C)`: tap-major columns, matching `w.reshape(-1, C_out)`."""
-  return _rows(jnp.concatenate(taps, axis=-1))
+def _patches(xp, window, geo: Geometry):
+  """The im2col matrix `(rows, K * C)`: tap-major columns, matching `w.reshape(-1, C_out)`.
+
+  A window that covers the whole padded input (one output position, as in LeNet-5's last
+  convolution) makes it a free reshape of `xp`.
+  """
+  if _covers_input(window, geo):
+    return xp.reshape(xp.shape[0], -1)
+  return _rows(jnp.concatenate(_taps(xp, window, geo), axis=-1))
+
+
+def _covers_input(window, geo: Geometry):
+  return tuple(window) == geo.padded and all(d == 1 for d in geo.dilation)
 
 
 def _use_patches(geo):
@@ -199,10 +209,10 @@ def _forward(xp, w, geo: Geometry):
   window, c_out = w.shape[:-2], w.shape[-1]
   if geo.algorithm in ("products", "hybrid") and geo.groups == 1:
     return _forward_products(xp, w, geo)
-  taps = _taps(xp, window, geo)
   if _use_patches(geo):
-    y = _matmul(_patches(taps), w.reshape(-1, c_out), geo)
+    y = _matmul(_patches(xp, window, geo), w.reshape(-1, c_out), geo)
   else:
+    taps = _taps(xp, window, geo)
     w_taps = w.reshape(-1, *w.shape[-2:])
     y = sum(_tap_product(_rows(t), w_taps[i], geo) for i, t in enumerate(taps))
   return y.reshape(xp.shape[0], *geo.out, c_out)
@@ -257,6 +267,8 @@ def _input_grad(g, w, geo: Geometry):
   w_taps = w.reshape(-1, *w.shape[-2:])
   if geo.groups == 1 and (geo.algorithm != "shifted" or channels == 1):  # one GEMM for all taps
     d_patches = _matmul(g2, w.reshape(-1, w.shape[-1]), geo, ((1,), (1,)))
+    if _covers_input(window, geo):
+      return d_patches.reshape(n, *geo.padded, channels)
     if all(s == 1 for s in geo.strides) and channels < COL2IM_IN_PLACE_BELOW_CHANNELS:
       return _col2im_in_place(d_patches.reshape(n, *geo.out, len(w_taps), channels), window, geo)
     parts = [d_patches[:, i * channels:(i + 1) * channels] for i in range(len(w_taps))]
@@ -297,15 +309,18 @@ def _input_grad_geometry(geo: Geometry, window, in_spatial):
 def _kernel_grad(xp, g, window, geo: Geometry):
   """`dw[k] = tap_k(xp)^T g`: `(n, *P, C)`, `(n, *O, C_out)` -> `(*K, C // groups, C_out)`.
 
-  One GEMM on the patch matrix for im2col and for single-channel inputs (where per-tap GEMMs
-  would contract to a single column each); one GEMM of the gathered leading axes against the
-  cotangent shifted by each tap of the last axis for "hybrid"; otherwise one GEMM per tap.
+  One GEMM of the gathered leading axes against the cotangent shifted by each tap of the last
+  axis for "hybrid" and single-channel inputs (stride 1 along the last axis: fewer slices than
+  the patch matrix, which halved LeNet-5's first layer's compile time); one GEMM on the patch
+  matrix for im2col (and strided single-channel inputs, where per-tap GEMMs would contract to
+  one column each); otherwise one GEMM per tap.
   """
   g2 = _rows(g)
-  if _use_patches(geo) or (geo.groups == 1 and xp.shape[-1] == 1):
-    dw = _matmul(_patches(_taps(xp, window, geo)), g2, geo, ((0,), (0,)))
-  elif geo.groups == 1 and geo.algorithm == "hybrid" and geo.strides[-1] == 1:
+  single = geo.groups == 1 and xp.shape[-1] == 1
+  if geo.groups == 1 and (geo.algorithm == "hybrid" or single) and geo.strides[-1] == 1:
     return _kernel_grad_products(xp, g, window, geo)
+  if _use_patches(geo) or single:
+    dw = _matmul(_patches(xp, window, geo), g2, geo, ((0,), (0,)))
   else:
     dw = jnp.stack([_tap_kernel_grad(_rows(t), g2, geo) for t in _taps(xp, window, geo)])
   return dw.reshape(*window, -1, g.shape[-1])

@@ -189,3 +189,16 @@ def test_output_shape_rule():
 def test_bad_input_raises_clear_error(call, error, match):
   with pytest.raises(error, match=match):
     call()
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_a_window_covering_the_input_is_a_dense_layer(rank):
+  """LeNet-5's last convolution (5x5 on 5x5) and a decoder's first transposed one (from 1x1)."""
+  rng = np.random.default_rng(rank)
+  x = rng.standard_normal((3, *(5,) * rank, 4), np.float32)
+  w = rng.standard_normal((*(5,) * rank, 4, 6), np.float32)
+  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w), lambda x, w: native_conv(x, w, (1,) * rank, "VALID",
+                                                                                     (1,) * rank, 1), x, w, rng)
+  z = rng.standard_normal((3, *(1,) * rank, 4), np.float32)
+  assert_close_with_grads(lambda z, w: fc.ops.conv_transpose(z, w, padding="VALID"),
+                          lambda z, w: native_conv_transpose(z, w, (1,) * rank, "VALID", (1,) * rank), z, w, rng)
