@@ -202,3 +202,16 @@ def test_a_window_covering_the_input_is_a_dense_layer(rank):
   z = rng.standard_normal((3, *(1,) * rank, 4), np.float32)
   assert_close_with_grads(lambda z, w: fc.ops.conv_transpose(z, w, padding="VALID"),
                           lambda z, w: native_conv_transpose(z, w, (1,) * rank, "VALID", (1,) * rank), z, w, rng)
+
+
+@pytest.mark.parametrize("algorithm", ["products", "hybrid"])
+@pytest.mark.parametrize("padding", ["SAME", "CIRCULAR", "REFLECT", ((3, 0), (0, 2))])
+@pytest.mark.parametrize("dilation,groups", [(1, 1), (2, 2)])
+def test_input_gradient_as_a_convolution(algorithm, padding, dilation, groups):
+  """Stride 1 with C >= INPUT_GRAD_BY_CONV_FROM_CHANNELS: dx is a forward conv of the cotangent."""
+  channels = conv_module.INPUT_GRAD_BY_CONV_FROM_CHANNELS
+  rng = np.random.default_rng(dilation)
+  x = rng.standard_normal((2, 9, 10, channels), np.float32)
+  w = rng.standard_normal((3, 2, channels // groups, 4), np.float32)
+  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, padding, dilation, groups, algorithm=algorithm),
+                          lambda x, w: native_conv(x, w, 1, padding, dilation, groups), x, w, rng)
