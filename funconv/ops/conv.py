@@ -57,7 +57,7 @@ class Geometry(NamedTuple):
   precision: lax.Precision | None = None
   pads: tuple[tuple[int, int], ...] | None = None   # (low, high) per spatial axis, applied per chunk
   fill: str = "constant"
-  grad_chunk: int | None = None  # examples per chunk of the backward pass (default: `chunk`)
+  grad_chunk: int | None = None  # examples per chunk of conv's backward pass (set by `_geometry`)
 
 
 def _pad(x, geo: Geometry):
@@ -387,13 +387,16 @@ def _conv_bwd(geo, residuals, g):
   window = w.shape[:-2]
   if _input_grad_by_conv(geo, x.shape[-1]):
     geo_t, w_t = _input_grad_geometry(geo, window, x.shape[1:-1]), _flipped_kernel(w, geo.groups)
-    input_grad = lambda gc: _forward(_pad(gc, geo_t), w_t, geo_t)
-    if geo.fill != "constant":
-      input_grad = lambda gc: _unpad(_forward(_pad(gc, geo_t), w_t, geo_t), geo)
+
+    def input_grad(gc):
+      dx = _forward(_pad(gc, geo_t), w_t, geo_t)
+      return dx if geo.fill == "constant" else _unpad(dx, geo)
   else:
-    input_grad = lambda gc: _unpad(_input_grad(gc, w, geo), geo)
+    def input_grad(gc):
+      return _unpad(_input_grad(gc, w, geo), geo)
+
   return _over_chunks(lambda xc, gc: (input_grad(gc), _kernel_grad(_pad(xc, geo), gc, window, geo)),
-                      geo.grad_chunk or geo.chunk, x, g)
+                      geo.grad_chunk, x, g)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -425,22 +428,23 @@ def _chunk_size(n, per_example_bytes):
   return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
 
 
-def _intermediate_bytes(algorithm, padded, out, window, channels, c_out, itemsize, backward=False):
-  """Bytes per example of the largest intermediates of `algorithm`'s forward (or backward) pass.
+def _intermediate_bytes(geo: Geometry, window, channels, c_out, itemsize, backward=False):
+  """Bytes per example of the largest intermediates of `geo`'s forward (or backward) pass.
 
   The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the patches
   of the leading axes plus the last axis's products, several times smaller, except in a
   backward pass that falls back to col2im and the patch matrix (`_input_grad_by_conv`).
   """
-  hybrid = algorithm == "hybrid" and (not backward or channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS)
-  if hybrid:
-    rows = math.prod(out[:-1]) * padded[-1]
+  if geo.algorithm == "hybrid" and (not backward or _input_grad_by_conv(geo, channels)):
+    rows = math.prod(geo.out[:-1]) * geo.padded[-1]
     return rows * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
-  return math.prod(out) * math.prod(window) * max(channels, c_out) * itemsize
+  return math.prod(geo.out) * math.prod(window) * max(channels, c_out) * itemsize
 
 
-def _choose_algorithm(algorithm, x_shape, window, groups, strides, dilation, pairs, op):
+def _choose_algorithm(algorithm, padded, out, window, channels, groups, strides, op):
   """The forward algorithm: the caller's, or the one measured fastest for this shape.
+
+  `padded` and `out` are the spatial shapes of the padded input and of the output.
 
   Grouped and single-channel convolutions multiply per tap ("shifted"; with one channel each
   tap is an outer product and all fuse into one loop: LeNet-5 trained 1.25x faster than with
@@ -455,17 +459,15 @@ def _choose_algorithm(algorithm, x_shape, window, groups, strides, dilation, pai
   the output covers less than half of it (a 5x5 VALID kernel on a 5x5 input) im2col is faster.
   """
   if algorithm is None:
-    padded = math.prod(n + lo + hi for n, (lo, hi) in zip(x_shape[1:-1], pairs))
-    if groups > 1 or x_shape[-1] == 1:
+    if groups > 1 or channels == 1:
       return "shifted"
-    last_padded = x_shape[-2] + sum(pairs[-1])
     # Products along the last axis cover all of it: no more than 2x the output's extent.
-    if any(s > 1 for s in strides) or last_padded > 2 * (last_padded - dilate_size(window[-1], dilation[-1]) + 1):
+    if any(s > 1 for s in strides) or padded[-1] > 2 * out[-1]:
       return "im2col"
-    if len(strides) >= 2:
-      large = last_padded >= HYBRID_FROM_LENGTH and math.prod(window[:-1]) * x_shape[-1] >= HYBRID_FROM_DEPTH
+    if len(window) >= 2:
+      large = padded[-1] >= HYBRID_FROM_LENGTH and math.prod(window[:-1]) * channels >= HYBRID_FROM_DEPTH
       return "hybrid" if large else "im2col"
-    return "products" if padded * x_shape[-1] >= PRODUCTS_FROM_ELEMENTS else "im2col"
+    return "products" if math.prod(padded) * channels >= PRODUCTS_FROM_ELEMENTS else "im2col"
   if algorithm not in ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {ALGORITHMS}")
   return algorithm
@@ -494,16 +496,16 @@ def _geometry(x_shape, w_shape, strides, dilation, groups, pairs, fill, algorith
   if any(o < 1 for o in out):
     raise ValueError(f"{op}: the window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
                      f"padded input {padded} (input spatial shape {x_shape[1:-1]}, padding {pairs})")
-  channels = x_shape[-1]
+  n, channels = x_shape[0], x_shape[-1]
+  algorithm = _choose_algorithm(algorithm, padded, out, window, channels, groups, strides, op)
+  geo = Geometry(strides, dilation, groups, padded, out, algorithm, n, precision, tuple(pairs), fill, n)
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
   # break up (measured 10x slower chunked): one chunk.
   if groups == channels > 1:
-    chunk = grad_chunk = x_shape[0]
-  else:
-    shapes = (algorithm, padded, out, window, channels, c_out, itemsize)
-    chunk = _chunk_size(x_shape[0], _intermediate_bytes(*shapes))
-    grad_chunk = _chunk_size(x_shape[0], _intermediate_bytes(*shapes, backward=True))
-  return Geometry(strides, dilation, groups, padded, out, algorithm, chunk, precision, tuple(pairs), fill, grad_chunk)
+    return geo
+  shapes = (geo, window, channels, c_out, itemsize)
+  return geo._replace(chunk=_chunk_size(n, _intermediate_bytes(*shapes)),
+                      grad_chunk=_chunk_size(n, _intermediate_bytes(*shapes, backward=True)))
 
 
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None,
@@ -548,7 +550,6 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   dilation = as_tuple(dilation, rank, "dilation", op)
   in_spatial = x3.shape[1:-1]
   pairs, fill = resolve_padding(padding, in_spatial, window, strides, dilation, op)
-  algorithm = _choose_algorithm(algorithm, x3.shape, window, groups, strides, dilation, pairs, op)
   geo = _geometry(x3.shape, w.shape, strides, dilation, groups, pairs, fill, algorithm, w.dtype.itemsize, precision, op)
   y = _conv(x3, w, geo)
   return y.reshape(*batch, *y.shape[1:])
@@ -620,8 +621,7 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   w_conv = _flipped_kernel(w, 1)   # the kernel of the conv whose input gradient this is
   padded = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   geo = Geometry(strides, dilation, 1, padded, tuple(in_spatial),
-                 _choose_algorithm(algorithm, (x3.shape[0], *padded, w.shape[-1]), window, 1, strides, dilation,
-                                   [(0, 0)] * rank, op),
+                 _choose_algorithm(algorithm, padded, tuple(in_spatial), window, w.shape[-1], 1, strides, op),
                  _chunk_size(x3.shape[0], math.prod(in_spatial) * math.prod(window) * w.shape[-1] * w.dtype.itemsize),
                  precision)
   y = _conv_transposed_padded(x3, w_conv, geo)
