@@ -71,12 +71,10 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
 
 
 def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, name):
-  spatial = input_shape[:-1]
-  pairs, _ = ops.resolve_padding(padding, spatial, window, strides, dilation, name)
-  out = tuple(ops.conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(spatial, window, strides, pairs, dilation))
+  out = ops.conv_output_shape(input_shape[:-1], window, strides, padding, dilation, name)
   if any(o < 1 for o in out):
     raise ValueError(f"{name}: window {window} with dilation {dilation} is larger than the padded input "
-                     f"(input_shape {tuple(input_shape)}, padding {pairs})")
+                     f"(input_shape {tuple(input_shape)}, padding {padding!r})")
   return (*out, out_chan)
 
 

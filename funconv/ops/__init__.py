@@ -5,6 +5,6 @@ takes its spatial rank from the window.
 """
 from funconv.ops.conv import conv, conv_transpose, transpose_padding
 from funconv.ops.general import conv_general_dilated
-from funconv.ops.padding import resolve_padding
+from funconv.ops.padding import conv_output_shape, resolve_padding
 from funconv.ops.pool import adaptive_avg_pool, avg_pool, global_avg_pool, global_max_pool, l2_pool, max_pool, sum_pool
 from funconv.ops.windows import conv_output_size, dilate_size

@@ -4,7 +4,7 @@ from typing import Sequence
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops.windows import dilate_size
+from funconv.ops.windows import conv_output_size, dilate_size
 
 # Modes that pad with copies of the input rather than with zeros, and the jnp.pad mode for each.
 _EDGE_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect"}
@@ -68,3 +68,24 @@ def pad_spatial(x, pairs, fill: str = "constant", value=0.0, interior: Sequence[
     return x
   config = ((0, 0, 0), *((lo, hi, i) for (lo, hi), i in zip(pairs, interior)), (0, 0, 0))
   return lax.pad(x, jnp.asarray(value, x.dtype), config)
+
+
+def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=None, padding="VALID", dilation=None,
+                      op: str = "conv_output_shape") -> tuple[int, ...]:
+  """Spatial output shape of a convolution or pooling window over spatial shape `in_shape`.
+
+  `padding` is any specification `resolve_padding` takes; per axis the rule is
+  `conv_output_size`: `floor((W + lo + hi - D (K - 1) - 1) / S) + 1`. Entries below 1 mean the
+  window does not fit. This is the rule the layers use for shape inference.
+
+  Example:
+    >>> conv_output_shape((28, 28), (5, 5))
+    (24, 24)
+    >>> conv_output_shape((32, 32), (3, 3), strides=2, padding="SAME")
+    (16, 16)
+  """
+  rank = len(window)
+  strides = (1,) * rank if strides is None else (strides,) * rank if isinstance(strides, int) else tuple(strides)
+  dilation = (1,) * rank if dilation is None else (dilation,) * rank if isinstance(dilation, int) else tuple(dilation)
+  pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
+  return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))

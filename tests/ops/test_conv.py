@@ -171,6 +171,12 @@ def test_output_shape_rule():
   assert fc.ops.conv_output_size(32, 3, 2, (1, 1)) == 16
   assert fc.ops.conv_output_size(32, 3, 1, (0, 0), dilation=2) == 28
   assert fc.ops.conv_output_size(7, 3, 3, (1, 1)) == 3        # (W - K + 2P) / S + 1, floored
+  assert fc.ops.conv_output_shape((28, 28), (5, 5)) == (24, 24)
+  assert fc.ops.conv_output_shape((32, 31), (3, 3), strides=2, padding="SAME") == (16, 16)
+  assert fc.ops.conv_output_shape((32,), (3,), padding=1, dilation=2) == (30,)
+  x, w = jnp.ones((1, 17, 9, 2)), jnp.ones((3, 2, 2, 4))
+  assert fc.ops.conv(x, w, (2, 1), "SAME_LOWER", (2, 3)).shape[1:3] == fc.ops.conv_output_shape(
+      (17, 9), (3, 2), (2, 1), "SAME_LOWER", (2, 3))
 
 
 @pytest.mark.parametrize("call,error,match", [
