@@ -16,7 +16,6 @@ Three chunk kernels carry all of it. For a padded input `xp` `(n, *P, C)`, a ker
 itself, so that one chunk's intermediates stay in cache; see docs/convolution.md for the
 measurements behind the choices.
 """
-import functools
 import math
 from typing import NamedTuple
 
@@ -41,6 +40,8 @@ HYBRID_FROM_LENGTH = 24
 HYBRID_FROM_DEPTH = 8
 # Input channels below which a stride-1 col2im adds tap by tap in place (measured).
 COL2IM_IN_PLACE_BELOW_CHANNELS = 8
+# Input channels from which the im2col patch matrix is filled tap by tap in a loop (measured).
+PATCHES_IN_PLACE_FROM_CHANNELS = 16
 # Input channels from which a stride-1 input gradient is a convolution of the cotangent (measured).
 INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
 
@@ -115,6 +116,17 @@ def _col2im(parts, window, geo: Geometry):
   return lax.slice(grid, (0,) * grid.ndim, (n, *geo.padded, channels))
 
 
+def _tap_starts(window, geo: Geometry):
+  """`start(i)`: the `(N, *spatial)` start index of tap `i`'s slice (row-major taps), for a traced
+  loop index `i`."""
+  inner = [math.prod(window[a + 1:]) for a in range(len(window))]
+
+  def start(i):
+    return (0, *(lax.rem(lax.div(i, m), k) * d for m, k, d in zip(inner, window, geo.dilation)))
+
+  return start
+
+
 def _col2im_in_place(parts, window, geo: Geometry):
   """Stride-1 `_col2im` of `parts` `(n, *O, K, C)`: each tap's part added onto its window of the
   grid in place, one tap per step of a loop.
@@ -124,15 +136,14 @@ def _col2im_in_place(parts, window, geo: Geometry):
   on LeNet-5's 14x14x6 layer), and the loop body is compiled once for all taps.
   """
   n, channels = parts.shape[0], parts.shape[-1]
-  starts = jnp.asarray([[k * d for k, d in zip(tap, geo.dilation)] for tap in window_offsets(window)], jnp.int32)
-  zero = jnp.zeros((), jnp.int32)
+  start = _tap_starts(window, geo)
 
   def add_tap(i, grid):
     part = lax.dynamic_index_in_dim(parts, i, axis=-2, keepdims=False)
-    start = (zero, *(starts[i, a] for a in range(len(window))), zero)
-    return lax.dynamic_update_slice(grid, lax.dynamic_slice(grid, start, part.shape) + part, start)
+    at = (*start(i), 0)
+    return lax.dynamic_update_slice(grid, lax.dynamic_slice(grid, at, part.shape) + part, at)
 
-  return lax.fori_loop(0, len(starts), add_tap, jnp.zeros((n, *geo.padded, channels), parts.dtype))
+  return lax.fori_loop(0, parts.shape[-2], add_tap, jnp.zeros((n, *geo.padded, channels), parts.dtype))
 
 
 def _rows(a):
@@ -187,12 +198,30 @@ def _tap_kernel_grad(t, g, geo):
 def _patches(xp, window, geo: Geometry):
   """The im2col matrix `(rows, K * C)`: tap-major columns, matching `w.reshape(-1, C_out)`.
 
-  A window that covers the whole padded input (one output position, as in LeNet-5's last
-  convolution) makes it a free reshape of `xp`.
+  From `PATCHES_IN_PLACE_FROM_CHANNELS` channels it is filled in place, one tap's strided slice
+  per step of a loop: as fast as a concatenate of the K slices, which XLA compiles to K + 1
+  kernels (2-2.5x the compile time of a whole layer's forward and backward on ResNet-20's
+  16x16x32 and 8x8x64 layers). With fewer channels each step would write rows too narrow to
+  be fast (LeNet-5's 14x14x6 layer 10% slower, a 3-channel input 25%). A window that covers
+  the whole padded input (one output position, as in LeNet-5's last convolution) makes the
+  patch matrix a free reshape of `xp`.
   """
+  n, channels = xp.shape[0], xp.shape[-1]
   if _covers_input(window, geo):
-    return xp.reshape(xp.shape[0], -1)
-  return _rows(jnp.concatenate(_taps(xp, window, geo), axis=-1))
+    return xp.reshape(n, -1)
+  if channels < PATCHES_IN_PLACE_FROM_CHANNELS:
+    return _rows(jnp.concatenate(_taps(xp, window, geo), axis=-1))
+  start, taps, rank = _tap_starts(window, geo), math.prod(window), len(window)
+  reach = tuple(s * (o - 1) + 1 for s, o in zip(geo.strides, geo.out))
+
+  def put_tap(i, patches):
+    tap = lax.dynamic_slice(xp, (*start(i), 0), (n, *reach, channels))
+    if any(s > 1 for s in geo.strides):
+      tap = lax.slice(tap, (0,) * tap.ndim, tap.shape, (1, *geo.strides, 1))
+    return lax.dynamic_update_slice(patches, tap[..., None, :], (0,) * (rank + 1) + (i, 0))
+
+  patches = lax.fori_loop(0, taps, put_tap, jnp.zeros((n, *geo.out, taps, channels), xp.dtype))
+  return patches.reshape(-1, taps * channels)
 
 
 def _covers_input(window, geo: Geometry):
@@ -340,18 +369,16 @@ def _kernel_grad_products(xp, g, window, geo: Geometry):
   return jnp.moveaxis(dw.reshape(*window[:-1], xp.shape[-1], taps, g.shape[-1]), -2, rank - 1)
 
 
-def _over_chunks(fn, chunk, *arrays):
+def _over_chunks(fn, chunk, arrays, zeros=()):
   """`fn` on consecutive `chunk`-example slices of `arrays` (scanned, so one chunk is live at a time).
 
-  `fn` returns `(per_example, total)`: `per_example` pieces are joined back along the batch axis,
-  `total` pieces are summed over chunks.
+  `fn` returns `(per_example, part)`: `per_example` pieces are joined back along the batch axis,
+  `part`s are summed over chunks, starting from `zeros` (of their shape and dtype).
   """
   n = arrays[0].shape[0]
   if chunk >= n:
     return fn(*arrays)
   stacked = [a.reshape(n // chunk, chunk, *a.shape[1:]) for a in arrays]
-  _, total_shape = jax.eval_shape(fn, *(s[0] for s in stacked))
-  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), total_shape)
 
   def body(total, chunk_arrays):
     per_example, part = fn(*chunk_arrays)
@@ -361,14 +388,16 @@ def _over_chunks(fn, chunk, *arrays):
   return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), per_example), total
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x, w, geo: Geometry):
+def _conv_chunks(x, w, geo: Geometry):
   """`x` `(n, *spatial, C)`, padded by `geo.pads` chunk by chunk -> `(n, *O, C_out)`."""
-  return _over_chunks(lambda xc: (_forward(_pad(xc, geo), w, geo), ()), geo.chunk, x)[0]
+  return _over_chunks(lambda xc: (_forward(_pad(xc, geo), w, geo), ()), geo.chunk, (x,))[0]
+
+
+_conv = jax.custom_vjp(_conv_chunks, nondiff_argnums=(2,))
 
 
 def _conv_fwd(x, w, geo):
-  return _conv(x, w, geo), (x, w)
+  return _conv_chunks(x, w, geo), (x, w)
 
 
 def _input_grad_by_conv(geo: Geometry, channels):
@@ -396,27 +425,29 @@ def _conv_bwd(geo, residuals, g):
       return _unpad(_input_grad(gc, w, geo), geo)
 
   return _over_chunks(lambda xc, gc: (input_grad(gc), _kernel_grad(_pad(xc, geo), gc, window, geo)),
-                      geo.grad_chunk, x, g)
+                      geo.grad_chunk, (x, g), jnp.zeros_like(w))
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_transposed_padded(x, w, geo: Geometry):
+def _conv_transposed_chunks(x, w, geo: Geometry):
   """`_input_grad` as an operation: `x` `(n, *O, C_out)` -> `(n, *P, C)` with `geo` of the conv."""
-  return _over_chunks(lambda c: (_input_grad(c, w, geo), ()), geo.chunk, x)[0]
+  return _over_chunks(lambda c: (_input_grad(c, w, geo), ()), geo.chunk, (x,))[0]
+
+
+_conv_transposed_padded = jax.custom_vjp(_conv_transposed_chunks, nondiff_argnums=(2,))
 
 
 def _conv_transposed_padded_fwd(x, w, geo):
-  return _conv_transposed_padded(x, w, geo), (x, w)
+  return _conv_transposed_chunks(x, w, geo), (x, w)
 
 
 def _conv_transposed_padded_bwd(geo, residuals, g):
   x, w = residuals
   window = w.shape[:-2]
   return _over_chunks(lambda gc, xc: (_forward(gc, w, geo), _kernel_grad(gc, xc, window, geo)),
-                      geo.chunk, g, x)
+                      geo.chunk, (g, x), jnp.zeros_like(w))
 
 
 _conv_transposed_padded.defvjp(_conv_transposed_padded_fwd, _conv_transposed_padded_bwd)

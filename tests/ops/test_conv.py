@@ -221,3 +221,20 @@ def test_input_gradient_as_a_convolution(algorithm, padding, dilation, groups):
   w = rng.standard_normal((3, 2, channels // groups, 4), np.float32)
   assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, padding, dilation, groups, algorithm=algorithm),
                           lambda x, w: native_conv(x, w, 1, padding, dilation, groups), x, w, rng)
+
+
+@pytest.mark.parametrize("rank,strides,dilation,padding", [
+    (1, 1, 2, "SAME"), (2, 1, 1, "SAME"), (2, (2, 1), (1, 2), "REFLECT"), (2, 2, 1, ((1, 0), (2, 1))),
+    (3, (1, 2, 1), 1, "CIRCULAR")])
+def test_patch_matrix_filled_in_place(rank, strides, dilation, padding):
+  """im2col from PATCHES_IN_PLACE_FROM_CHANNELS channels fills its patch matrix tap by tap in a loop."""
+  channels = conv_module.PATCHES_IN_PLACE_FROM_CHANNELS
+  rng = np.random.default_rng(rank)
+  x = rng.standard_normal((3, *(7, 6, 5)[:rank], channels), np.float32)
+  w = rng.standard_normal((*(3, 2, 3)[:rank], channels, 4), np.float32)
+  ours = lambda x, w: fc.ops.conv(x, w, strides, padding, dilation, algorithm="im2col")
+  assert "scan" in str(jax.make_jaxpr(ours)(x, w))  # the loop over taps (too small to chunk)
+  with chunk_bytes(1):
+    assert_close_with_grads(ours, lambda x, w: native_conv(x, w, strides, padding, dilation), x, w, rng)
+  with jax.enable_x64(True):
+    check_grads(ours, (x.astype(np.float64)[:1], w.astype(np.float64)), order=2, modes=("rev",))
