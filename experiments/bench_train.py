@@ -7,7 +7,7 @@ funconv's convolution and with the identical model whose `funconv.ops.conv` is s
 the same code). Steps run interleaved in one process; medians after compile and warm-up.
 Also reports compile time and the compiled step's memory (arguments + temporaries).
 
-    python experiments/bench_train.py [--reps 20] [--batch 128]
+    python experiments/bench_train.py [--reps 50] [--batch 128]
 """
 import argparse
 import contextlib
@@ -52,7 +52,7 @@ def compiled_step(model, shape, batch, native):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--reps", type=int, default=20)
+  parser.add_argument("--reps", type=int, default=50)
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_train.json"))
   args = parser.parse_args()
