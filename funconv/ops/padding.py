@@ -4,7 +4,7 @@ from typing import Sequence
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops.windows import conv_output_size, dilate_size
+from funconv.ops.windows import as_tuple, conv_output_size, dilate_size
 
 # Modes that pad with copies of the input rather than with zeros, and the jnp.pad mode for each.
 _EDGE_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect"}
@@ -85,7 +85,7 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
     (16, 16)
   """
   rank = len(window)
-  strides = (1,) * rank if strides is None else (strides,) * rank if isinstance(strides, int) else tuple(strides)
-  dilation = (1,) * rank if dilation is None else (dilation,) * rank if isinstance(dilation, int) else tuple(dilation)
+  strides = as_tuple(strides, rank, "strides", op)
+  dilation = as_tuple(dilation, rank, "dilation", op)
   pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
   return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
