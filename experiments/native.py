@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import funconv as fc
-from funconv.ops.windows import as_tuple
+from funconv.ops.shapes import as_tuple
 
 LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 

@@ -1,6 +1,10 @@
 import os
 
 import hypothesis
+import jax
+
+# Careful users run with implicit rank promotion as an error; funconv must never rely on it.
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # The oracle sweep compiles a fresh program per example: deadlines would only measure the compiler.
 hypothesis.settings.register_profile("funconv", deadline=None, derandomize=True, print_blob=True)

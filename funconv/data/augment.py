@@ -17,8 +17,9 @@ def random_flip(key, image):
 
 
 def normalize(image, mean, std):
-  """`(image - mean) / std`, per channel."""
-  return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
+  """`(image - mean) / std`, per channel: `mean` and `std` scalars or `(C,)`."""
+  per_channel = lambda v: jnp.broadcast_to(jnp.asarray(v, image.dtype), image.shape)
+  return (image - per_channel(mean)) / per_channel(std)
 
 
 def augmenter(crop_padding=0, flip=False):

@@ -37,6 +37,12 @@ def batch_rank() -> int:
   return 0 if _BATCH.get() is None else 1
 
 
+def trailing(v, x):
+  """`v` (shape `(C,)`, or any trailing part of `x`'s shape) with leading unit axes to `x`'s rank:
+  an explicit broadcast, so layers run under `jax_numpy_rank_promotion="raise"`."""
+  return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
+
+
 def batch_context() -> BatchContext | None:
   return _BATCH.get()
 

@@ -5,8 +5,9 @@ import jax
 from jax.nn import initializers
 
 from funconv import ops
-from funconv.layers.base import layer
-from funconv.ops.windows import as_tuple
+from funconv.layers.base import layer, trailing
+from funconv.ops.shapes import (as_tuple, check_groups, conv_transpose_output_shape, resolve_padding, resolve_window,
+                                transpose_padding)
 
 
 def _check_input(name, input_shape, rank):
@@ -31,7 +32,7 @@ def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias):
 
 def _window_geometry(input_shape, window, strides, dilation, padding, name):
   """Receptive-field geometry per spatial axis: (kernel, stride, dilation, low pad)."""
-  pairs, _ = ops.resolve_padding(padding, input_shape[:-1], window, strides, dilation, name)
+  pairs, _ = resolve_padding(padding, input_shape[:-1], window, strides, dilation, name)
   return [(k, s, d, lo) for k, s, d, (lo, _) in zip(window, strides, dilation, pairs)]
 
 
@@ -55,15 +56,13 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
   def init(key, input_shape):
     _check_input("Conv", input_shape, rank)
     channels = input_shape[-1]
-    if channels % groups or out_chan % groups:
-      raise ValueError(f"Conv: groups={groups} must divide the input channels ({channels}, input_shape "
-                       f"{tuple(input_shape)}) and out_chan ({out_chan})")
+    check_groups(channels, out_chan, groups, "Conv", f" (input_shape {tuple(input_shape)})")
     out = _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, "Conv")
     return out, _kernel_and_bias(key, (*window, channels // groups, out_chan), W_init, b_init, use_bias), ()
 
   def apply(params, state, x, *, key=None, train=False):
     y = ops.conv(x, params[0], strides, padding, dilation, groups)
-    return (y + params[1] if use_bias else y), state
+    return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("Conv", init, apply,
                macs=lambda i, o: math.prod(o) * math.prod(window) * i[-1] // groups,
@@ -71,11 +70,7 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
 
 
 def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, name):
-  out = ops.conv_output_shape(input_shape[:-1], window, strides, padding, dilation, name)
-  if any(o < 1 for o in out):
-    raise ValueError(f"{name}: window {window} with dilation {dilation} is larger than the padded input "
-                     f"(input_shape {tuple(input_shape)}, padding {padding!r})")
-  return (*out, out_chan)
+  return (*resolve_window(input_shape[:-1], window, strides, padding, dilation, name)[2], out_chan)
 
 
 def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
@@ -94,16 +89,15 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
 
   def init(key, input_shape):
     _check_input("ConvTranspose", input_shape, rank)
-    pairs = ops.transpose_padding(window, strides, dilation, padding, "ConvTranspose")
-    out = tuple(s * (n - 1) + 1 + lo + hi - d * (k - 1)
-                for n, k, s, d, (lo, hi) in zip(input_shape[:-1], window, strides, dilation, pairs))
+    pairs = transpose_padding(window, strides, dilation, padding, "ConvTranspose")
+    out = conv_transpose_output_shape(input_shape[:-1], window, strides, pairs, dilation)
     if any(o < 1 for o in out):
       raise ValueError(f"ConvTranspose: padding {pairs} leaves no output for input_shape {tuple(input_shape)}")
     return (*out, out_chan), _kernel_and_bias(key, (*window, input_shape[-1], out_chan), W_init, b_init, use_bias), ()
 
   def apply(params, state, x, *, key=None, train=False):
     y = ops.conv_transpose(x, params[0], strides, padding, dilation)
-    return (y + params[1] if use_bias else y), state
+    return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("ConvTranspose", init, apply,
                macs=lambda i, o: math.prod(i) * math.prod(window) * out_chan)
@@ -130,7 +124,7 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
 
   def apply(params, state, x, *, key=None, train=False):
     y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
-    return (y + params[1] if use_bias else y), state
+    return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("DepthwiseConv", init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
                window=lambda i: _window_geometry(i, window, strides, dilation, padding, "DepthwiseConv"))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from funconv.layers.base import batch_rank, is_batched_key, layer
+from funconv.layers.base import batch_rank, is_batched_key, layer, trailing
 
 
 def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True):
@@ -32,7 +32,7 @@ def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True):
     if x.shape[-1] != params[0].shape[0]:
       raise ValueError(f"Dense: input has {x.shape[-1]} features (x.shape={x.shape}) but W is {params[0].shape}")
     y = x @ params[0]
-    return (y + params[1] if use_bias else y), state
+    return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("Dense", init, apply, macs=lambda i, o: math.prod(i) * out_dim)
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
-from funconv.layers.base import batch_context, batch_rank, layer
+from funconv.layers.base import batch_context, batch_rank, layer, trailing
 
 
 def _names(axis_name):
@@ -54,11 +54,11 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
     if train:
       spatial = tuple(range(batch_rank(), x.ndim - 1))
       mean = _batch_mean(jnp.mean(x, axis=spatial), axis_name)
-      var = _batch_mean(jnp.mean(jnp.square(x - mean), axis=spatial), axis_name)
+      var = _batch_mean(jnp.mean(jnp.square(x - trailing(mean, x)), axis=spatial), axis_name)
       state = tuple(momentum * old + (1 - momentum) * new for old, new in zip(state, (mean, var)))
     else:
       mean, var = state
-    return _affine((x - mean) * lax.rsqrt(var + epsilon), params), state
+    return _affine((x - trailing(mean, x)) * trailing(lax.rsqrt(var + epsilon), x), params), state
 
   return layer("BatchNorm", init, apply)
 
@@ -69,8 +69,8 @@ def _affine_params(key, c, center, scale):
 
 def _affine(y, params):
   beta, gamma = params
-  y = y if gamma is None else y * gamma
-  return y if beta is None else y + beta
+  y = y if gamma is None else y * trailing(gamma, y)
+  return y if beta is None else y + trailing(beta, y)
 
 
 def LayerNorm(epsilon=1e-5, center=True, scale=True):

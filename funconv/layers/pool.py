@@ -3,7 +3,7 @@ import math
 
 from funconv import ops
 from funconv.layers.base import batch_rank, layer
-from funconv.ops.windows import as_tuple
+from funconv.ops.shapes import as_tuple, resolve_window
 
 
 def _pool(name, op, window_shape, strides, padding, **op_kwargs):
@@ -14,22 +14,16 @@ def _pool(name, op, window_shape, strides, padding, **op_kwargs):
   def geometry(input_shape):
     if len(input_shape) != rank + 1:
       raise ValueError(f"{name}: a {rank}-D window needs input_shape (*spatial, C), got {tuple(input_shape)}")
-    pairs, _ = ops.resolve_padding(padding, input_shape[:-1], window, strides, (1,) * rank, name)
-    return pairs
+    return resolve_window(input_shape[:-1], window, strides, padding, (1,) * rank, name)
 
   def init(key, input_shape):
-    pairs = geometry(input_shape)
-    out = tuple(ops.conv_output_size(n, k, s, p) for n, k, s, p in zip(input_shape[:-1], window, strides, pairs))
-    if any(o < 1 for o in out):
-      raise ValueError(f"{name}: window {window} is larger than the padded input (input_shape "
-                       f"{tuple(input_shape)}, padding {pairs})")
-    return (*out, input_shape[-1]), (), ()
+    return (*geometry(input_shape)[2], input_shape[-1]), (), ()
 
   def apply(params, state, x, *, key=None, train=False):
     return op(x, window, strides, padding, **op_kwargs), state
 
   return layer(name, init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
-               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(window, strides, geometry(i))])
+               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(window, strides, geometry(i)[0])])
 
 
 def MaxPool(window_shape, strides=None, padding="VALID"):

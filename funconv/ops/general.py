@@ -3,9 +3,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops.conv import conv
+from funconv.ops.conv import conv_spec
 from funconv.ops.padding import pad_spatial
-from funconv.ops.windows import as_tuple, dilate_size
+from funconv.ops.primitives import conv_p
+from funconv.ops.shapes import as_tuple, check_groups, check_inexact, dilate_size
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -15,9 +16,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 
   Any `dimension_numbers` (`("NCHW", "OIHW", "NCHW")` by default, as in lax), string or
   explicit padding (negative pads crop), input dilation (interior padding: the transposed
-  convolution), kernel dilation, feature groups and batch groups. Gradients use funconv's
-  explicit backward. `out_sharding`, as in lax, reshards the result. Libraries that accept a convolution callable can use it, e.g.
-  `flax.nnx.Conv(..., conv_general_dilated=funconv.ops.conv_general_dilated)`.
+  convolution), kernel dilation, feature groups and batch groups; floating and complex dtypes,
+  zero-size axes as in lax. It binds funconv's convolution primitive, so every transformation
+  applies. `preferred_element_type`, as in lax, is the output dtype (a wider one is computed
+  in); `out_sharding` reshards the result. Libraries that accept a convolution callable can
+  use it, e.g. `flax.nnx.Conv(..., conv_general_dilated=funconv.ops.conv_general_dilated)`.
 
   Example:
     >>> x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))        # NCHW, OIHW
@@ -26,10 +29,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   """
   op = "conv_general_dilated"
   lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
+  check_inexact(lhs, op, "lhs")
+  check_inexact(rhs, op, "rhs")
+  dtype = jnp.result_type(lhs, rhs)
+  if preferred_element_type is not None and jnp.dtype(preferred_element_type).itemsize > dtype.itemsize:
+    dtype = jnp.result_type(dtype, preferred_element_type)   # compute in the wider type
   dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
   rank = lhs.ndim - 2
-  x = jnp.transpose(lhs, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))
-  w = jnp.transpose(rhs, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0]))
+  x = jnp.transpose(lhs, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])).astype(dtype)
+  w = jnp.transpose(rhs, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0])).astype(dtype)
   strides = as_tuple(window_strides, rank, "window_strides", op)
   lhs_dilation = as_tuple(lhs_dilation, rank, "lhs_dilation", op)
   rhs_dilation = as_tuple(rhs_dilation, rank, "rhs_dilation", op)
@@ -40,7 +48,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     dilated_in = [dilate_size(n, d) for n, d in zip(x.shape[1:-1], lhs_dilation)]
     dilated_window = [dilate_size(k, d) for k, d in zip(w.shape[:-2], rhs_dilation)]
     padding = lax.padtype_to_pads(dilated_in, dilated_window, strides, padding)
-  x = pad_spatial(x, [tuple(p) for p in padding], interior=[d - 1 for d in lhs_dilation])
+  pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if any(d > 1 for d in lhs_dilation) or any(p < 0 for pair in pairs for p in pair):
+    # Spread or crop first; otherwise the primitive pads each batch chunk itself.
+    x, pairs = pad_spatial(x, pairs, interior=[d - 1 for d in lhs_dilation]), ((0, 0),) * rank
   groups = feature_group_count
   if batch_group_count > 1:
     if feature_group_count > 1:
@@ -54,7 +65,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     x = x.reshape(batch_group_count, n // batch_group_count, *x.shape[1:])
     x = jnp.moveaxis(x, 0, -2).reshape(*x.shape[1:-1], batch_group_count * x.shape[-1])
     groups = batch_group_count
-  y = conv(x, w, strides, "VALID", rhs_dilation, groups, precision=precision)
+  check_groups(x.shape[-1], w.shape[-1], groups, op, f" (lhs.shape={lhs.shape}, rhs.shape={rhs.shape})", w.shape[-2])
+  y = conv_p.bind(x, w, spec=conv_spec(x, w, strides, rhs_dilation, groups, pairs, precision=precision))
   logical = (0, rank + 1, *range(1, rank + 1))  # y's axis holding each of (batch, feature, spatial...)
   perm = [0] * y.ndim
   for j, axis in enumerate(dn.out_spec):

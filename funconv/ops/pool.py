@@ -9,8 +9,9 @@ import math
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops.padding import pad_spatial, resolve_padding
-from funconv.ops.windows import as_tuple, check_float, conv_output_size, flatten_batch, strided_window_slice, window_offsets
+from funconv.ops.gather import strided_window_slice, window_offsets
+from funconv.ops.padding import pad_spatial
+from funconv.ops.shapes import as_tuple, check_inexact, flatten_batch, resolve_window
 
 
 def _prepare(x, window, strides, padding, op):
@@ -18,14 +19,10 @@ def _prepare(x, window, strides, padding, op):
   window = tuple(window) if not isinstance(window, int) else (window,)
   rank = len(window)
   window = as_tuple(window, rank, "window_shape", op)
-  check_float(x, op)
+  check_inexact(x, op, complex_ok=False)
   x3, batch = flatten_batch(jnp.asarray(x), rank, op)
   strides = as_tuple(strides, rank, "strides", op)
-  pairs, fill = resolve_padding(padding, x3.shape[1:-1], window, strides, (1,) * rank, op)
-  out = tuple(conv_output_size(n, k, s, p) for n, k, s, p in zip(x3.shape[1:-1], window, strides, pairs))
-  if any(o < 1 for o in out):
-    raise ValueError(f"{op}: window {window} is larger than the padded input (x.shape={jnp.shape(x)}, "
-                     f"padding {pairs})")
+  pairs, fill, out = resolve_window(x3.shape[1:-1], window, strides, padding, (1,) * rank, op)
   return x3, batch, window, strides, pairs, fill, out
 
 
@@ -102,14 +99,14 @@ def l2_pool(x, window_shape, strides=None, padding="VALID"):
 
 def global_avg_pool(x, rank: int = 2):
   """Mean over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
-  check_float(x, "global_avg_pool")
+  check_inexact(x, "global_avg_pool", complex_ok=False)
   flatten_batch(x, rank, "global_avg_pool")
   return jnp.mean(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
 
 def global_max_pool(x, rank: int = 2):
   """Maximum over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
-  check_float(x, "global_max_pool")
+  check_inexact(x, "global_max_pool", complex_ok=False)
   flatten_batch(x, rank, "global_max_pool")
   return jnp.max(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
@@ -132,7 +129,7 @@ def adaptive_avg_pool(x, output_size):
     >>> adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape
     (2, 6, 6, 256)
   """
-  check_float(x, "adaptive_avg_pool")
+  check_inexact(x, "adaptive_avg_pool", complex_ok=False)
   rank = len(output_size)
   flatten_batch(x, rank, "adaptive_avg_pool")
   for i, m in enumerate(output_size):

@@ -119,8 +119,9 @@ def test_batchnorm_train_and_eval_against_hand_computation():
   params = (jnp.array([0.1, 0.2, 0.3]), jnp.array([1.5, 0.5, 2.0]))
   xs = example_inputs((4, 4, 3), 6, 1) * 3 + 1
   y, new_state = fc.batched(bn.apply)(params, state, xs, train=True)
-  mean, var = xs.mean(axis=(0, 1, 2)), xs.var(axis=(0, 1, 2))
-  np.testing.assert_allclose(y, (xs - mean) / np.sqrt(var + 1e-5) * params[1] + params[0], rtol=1e-4, atol=1e-4)
+  xs_np, beta, gamma = np.asarray(xs), np.asarray(params[0]), np.asarray(params[1])   # the hand computation in NumPy
+  mean, var = xs_np.mean(axis=(0, 1, 2)), xs_np.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(y, (xs_np - mean) / np.sqrt(var + 1e-5) * gamma + beta, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(new_state[0], 0.8 * 0 + 0.2 * mean, rtol=1e-5)
   np.testing.assert_allclose(new_state[1], 0.8 * 1 + 0.2 * var, rtol=1e-5)
   # the same under a hand-written vmap with the axis name
@@ -130,7 +131,7 @@ def test_batchnorm_train_and_eval_against_hand_computation():
   np.testing.assert_allclose(state_vmap[1], new_state[1], rtol=1e-5)
   # evaluation uses the running averages and leaves them alone
   y_eval, eval_state = fc.batched(bn.apply)(params, new_state, xs)
-  expected = (xs - new_state[0]) / np.sqrt(new_state[1] + 1e-5) * params[1] + params[0]
+  expected = (xs_np - np.asarray(new_state[0])) / np.sqrt(np.asarray(new_state[1]) + 1e-5) * gamma + beta
   np.testing.assert_allclose(y_eval, expected, rtol=1e-4, atol=1e-4)
   chex.assert_trees_all_close(eval_state, new_state)
   with pytest.raises(ValueError, match="BatchNorm: train=True reduces over the axis named 'batch'"):

@@ -1,6 +1,5 @@
 """funconv.ops.conv and conv_transpose against lax's native convolution, forward and backward."""
 import contextlib
-import importlib
 import math
 
 import chex
@@ -15,7 +14,7 @@ from jax.test_util import check_grads
 import funconv as fc
 from experiments.native import native_conv, native_conv_transpose
 
-conv_module = importlib.import_module("funconv.ops.conv")  # the module, not the function it exports
+from funconv.ops import gather, plan
 
 PADDINGS = ["VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "CAUSAL", "int", "pairs"]
 
@@ -23,11 +22,16 @@ PADDINGS = ["VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "CAUSAL", "int
 @contextlib.contextmanager
 def chunk_bytes(value):
   """Force the batch-chunking scan even on tiny inputs."""
-  old, conv_module.CHUNK_BYTES = conv_module.CHUNK_BYTES, value
+  old, plan.CHUNK_BYTES = plan.CHUNK_BYTES, value
   try:
     yield
   finally:
-    conv_module.CHUNK_BYTES = old
+    plan.CHUNK_BYTES = old
+
+
+def lowered(f, *args):
+  """The program XLA compiles for `f`: the primitives' lowerings, where the algorithms' loops are."""
+  return jax.jit(f).lower(*args).as_text()
 
 
 def tolerance(x, w):
@@ -62,8 +66,8 @@ def conv_configs(draw, transpose=False):
   elif padding == "REFLECT":
     spatial = tuple(max(n, r) for n, r in zip(spatial, reach))
   batch = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 2))))
-  algorithm = draw(st.sampled_from([None, *conv_module.ALGORITHMS]))
-  chunk = draw(st.sampled_from([conv_module.CHUNK_BYTES, 1]))
+  algorithm = draw(st.sampled_from([None, *plan.FORWARD_ALGORITHMS]))
+  chunk = draw(st.sampled_from([plan.CHUNK_BYTES, 1]))
   seed = draw(st.integers(0, 2 ** 16))
   return dict(rank=rank, window=window, strides=strides, dilation=dilation, groups=groups, c_in=c_in,
               c_out=c_out, padding=padding, spatial=spatial, batch=batch, algorithm=algorithm, chunk=chunk, seed=seed)
@@ -140,7 +144,7 @@ def test_conv_transpose_matches_native_forward_and_gradients(cfg):
                             lambda x, w: native_conv_transpose(x, w, *args), x, w, key)
 
 
-@pytest.mark.parametrize("algorithm", conv_module.ALGORITHMS)
+@pytest.mark.parametrize("algorithm", plan.FORWARD_ALGORITHMS)
 @pytest.mark.parametrize("groups,c_in", [(1, 4), (2, 4), (4, 4)])
 def test_check_grads_second_order(algorithm, groups, c_in):
   with jax.enable_x64(True):
@@ -161,7 +165,7 @@ def test_big_enough_to_chunk_matches_native(rank):
   rng = np.random.default_rng(rank)
   x = rng.standard_normal((16, *spatial, 16), np.float32)
   w = rng.standard_normal((*(3,) * rank, 16, 8), np.float32)
-  assert "scan" in str(jax.make_jaxpr(lambda x, w: fc.ops.conv(x, w, 1, "SAME"))(x, w))
+  assert "stablehlo.while" in lowered(lambda x, w: fc.ops.conv(x, w, 1, "SAME"), x, w)
   assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, "SAME"),
                           lambda x, w: native_conv(x, w, (1,) * rank, "SAME", (1,) * rank, 1), x, w, rng)
 
@@ -215,7 +219,7 @@ def test_a_window_covering_the_input_is_a_dense_layer(rank):
 @pytest.mark.parametrize("dilation,groups", [(1, 1), (2, 2)])
 def test_input_gradient_as_a_convolution(algorithm, padding, dilation, groups):
   """Stride 1 with C >= INPUT_GRAD_BY_CONV_FROM_CHANNELS: dx is a forward conv of the cotangent."""
-  channels = conv_module.INPUT_GRAD_BY_CONV_FROM_CHANNELS
+  channels = plan.INPUT_GRAD_BY_CONV_FROM_CHANNELS
   rng = np.random.default_rng(dilation)
   x = rng.standard_normal((2, 9, 10, channels), np.float32)
   w = rng.standard_normal((3, 2, channels // groups, 4), np.float32)
@@ -228,12 +232,12 @@ def test_input_gradient_as_a_convolution(algorithm, padding, dilation, groups):
     (3, (1, 2, 1), 1, "CIRCULAR")])
 def test_patch_matrix_filled_in_place(rank, strides, dilation, padding):
   """im2col from PATCHES_IN_PLACE_FROM_CHANNELS channels fills its patch matrix tap by tap in a loop."""
-  channels = conv_module.PATCHES_IN_PLACE_FROM_CHANNELS
+  channels = gather.PATCHES_IN_PLACE_FROM_CHANNELS
   rng = np.random.default_rng(rank)
   x = rng.standard_normal((3, *(7, 6, 5)[:rank], channels), np.float32)
   w = rng.standard_normal((*(3, 2, 3)[:rank], channels, 4), np.float32)
   ours = lambda x, w: fc.ops.conv(x, w, strides, padding, dilation, algorithm="im2col")
-  assert "scan" in str(jax.make_jaxpr(ours)(x, w))  # the loop over taps (too small to chunk)
+  assert "stablehlo.while" in lowered(ours, x, w)  # the loop over taps (too small to chunk)
   with chunk_bytes(1):
     assert_close_with_grads(ours, lambda x, w: native_conv(x, w, strides, padding, dilation), x, w, rng)
   with jax.enable_x64(True):

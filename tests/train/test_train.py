@@ -37,13 +37,14 @@ def test_train_step_matches_a_hand_written_reference():
 
   def reference_loss(params):
     (W, b), (beta, gamma), _, _, _, (V, c) = params
-    h = jax.lax.conv_general_dilated(x, W, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
-    mean, var = h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))
-    h = jax.nn.relu((h - mean) / jnp.sqrt(var + 1e-5) * gamma + beta).reshape(8, -1)
+    channel = lambda v: v.reshape(1, 1, 1, -1)
+    h = jax.lax.conv_general_dilated(x, W, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + channel(b)
+    mean, var = h.mean(axis=(0, 1, 2), keepdims=True), h.var(axis=(0, 1, 2), keepdims=True)
+    h = jax.nn.relu((h - mean) / jnp.sqrt(var + 1e-5) * channel(gamma) + channel(beta)).reshape(8, -1)
     # the dropout key path: batched splits the key per example, serial splits it per layer
     masks = jnp.stack([jax.random.bernoulli(jax.random.split(k, 6)[4], 0.8, h.shape[1:]) for k in keys])
     h = jnp.where(masks, h / 0.8, 0.0)
-    return optax.softmax_cross_entropy_with_integer_labels(h @ V + c, y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(h @ V + c[None], y).mean()
 
   train_step, eval_step = train.make_steps(model, optimizer)
   expected_grads = jax.grad(reference_loss)(ts.params)

@@ -1,0 +1,176 @@
+"""The three kernels of a convolution and their chunked drivers, each reading its part of the `Plan`.
+
+For a padded input `xp` `(n, *P, C)`, a kernel `w` `(*K, C // groups, C_out)` and a cotangent `g`
+`(n, *O, C_out)`:
+
+- `forward`: `y = sum_k tap_k(xp) @ w[k]`, as one GEMM on the patch matrix ("im2col"), one wide
+  GEMM of every position with every tap slid into place ("products", "hybrid"), or one GEMM per
+  kernel tap ("shifted");
+- `input_grad`: the transpose in `xp`, `dxp = sum_k spread_k(g @ w[k]^T)` (col2im), or for
+  stride 1 `forward` of `g` with the flipped kernel ("conv");
+- `kernel_grad`: the transpose in `w`, `dw[k] = tap_k(xp)^T g`.
+
+`conv`, `input_grad_of_conv` and `kernel_grad_of_conv` run them over the batch in chunks
+(`lax.scan`), padding each chunk itself so that one chunk's intermediates stay in cache; they are
+the lowerings of the primitives in `funconv.ops.primitives`.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from funconv.ops import gather, scatter
+from funconv.ops.gemm import matmul, tap_input_grad, tap_kernel_grad, tap_product
+from funconv.ops.padding import pad_spatial, unpad_spatial
+from funconv.ops.plan import ConvSpec, Plan, make_plan
+
+
+def forward(xp, w, plan: Plan):
+  """`(n, *P, C)` padded input, `(*K, C // groups, C_out)` kernel -> `(n, *O, C_out)` in `plan.accum`."""
+  window, c_out = w.shape[:-2], w.shape[-1]
+  if plan.forward in ("products", "hybrid"):
+    return _forward_products(xp, w, plan)
+  if plan.forward == "im2col":
+    y = matmul(gather.patches(xp, window, plan), w.reshape(-1, c_out), plan)
+  else:
+    w_taps = w.reshape(-1, *w.shape[-2:])
+    y = sum(tap_product(gather.rows(t), w_taps[i], plan) for i, t in enumerate(gather.taps(xp, window, plan)))
+  return y.reshape(xp.shape[0], *plan.out, c_out)
+
+
+def _forward_products(xp, w, plan: Plan):
+  """The forward pass as one wide GEMM whose products are slid into place.
+
+  "hybrid" gathers the taps of all spatial axes but the last into a patch matrix, as im2col
+  does, over the full extent of the last axis ("products" gathers none: the matrix is `xp`, a
+  free reshape); that matrix is multiplied by every tap of the last axis in one GEMM, and each
+  tap's block of columns is sliced into place and summed: slices and adds that fuse into one loop.
+  """
+  window, channels, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
+  gathered = len(window) - 1 if plan.forward == "hybrid" else 0
+  lead, rest = window[:gathered], window[gathered:]
+  gathered_x = gather.gather_leading(xp, window, plan, gathered)
+  n_lead, n_rest = math.prod(lead), math.prod(rest)
+  w_wide = w.reshape(n_lead, n_rest, channels, c_out).transpose(0, 2, 1, 3).reshape(n_lead * channels, -1)
+  products = matmul(gather.rows(gathered_x), w_wide, plan).reshape(*gathered_x.shape[:-1], n_rest * c_out)
+  rest_plan = plan._replace(strides=(1,) * gathered + plan.strides[gathered:],
+                            dilation=(0,) * gathered + plan.dilation[gathered:])
+  blocks = (lax.slice_in_dim(products, i * c_out, (i + 1) * c_out, axis=-1) for i in range(n_rest))
+  return sum(gather.taps_of_each(blocks, (1,) * gathered + rest, rest_plan))
+
+
+def input_grad(g, w, plan: Plan):
+  """`(n, *O, C_out)` cotangent -> `(n, *P, C)` cotangent of the padded input (col2im family)."""
+  window = w.shape[:-2]
+  n, channels, c_out = g.shape[0], w.shape[-2] * plan.groups, w.shape[-1]
+  g2 = gather.rows(g)
+  if plan.input_grad == "taps":
+    w_taps = w.reshape(-1, *w.shape[-2:])
+    parts = [tap_input_grad(g2, w_taps[i], plan) for i in range(len(w_taps))]
+    return scatter.col2im([part.reshape(n, *plan.out, channels) for part in parts], window, plan)
+  d_patches = matmul(g2, w.reshape(-1, c_out), plan, ((1,), (1,)))   # one GEMM for all taps
+  if plan.input_grad == "reshape":
+    return d_patches.reshape(n, *plan.padded, channels)
+  if plan.input_grad == "col2im_in_place":
+    return scatter.col2im_in_place(d_patches.reshape(n, *plan.out, -1, channels), window, plan)
+  parts = [d_patches[:, i * channels:(i + 1) * channels].reshape(n, *plan.out, channels)
+           for i in range(math.prod(window))]
+  return scatter.col2im(parts, window, plan)
+
+
+def flipped_kernel(w, groups):
+  """The kernel of the convolution that transposes `w`'s: taps reversed, `C` and `C_out` swapped per group.
+
+  `(*K, C // groups, C_out)` -> `(*K, C_out // groups, C)`.
+  """
+  window, c_group, c_out = w.shape[:-2], w.shape[-2], w.shape[-1]
+  w = jnp.flip(w, axis=tuple(range(len(window))))
+  rank = len(window)
+  w = w.reshape(*window, c_group, groups, c_out // groups).transpose(*range(rank), rank + 2, rank + 1, rank)
+  return w.reshape(*window, c_out // groups, groups * c_group)
+
+
+def kernel_grad(xp, g, window, plan: Plan):
+  """`dw[k] = tap_k(xp)^T g`: `(n, *P, C)`, `(n, *O, C_out)` -> `(*K, C // groups, C_out)`."""
+  if plan.kernel_grad == "products":
+    return _kernel_grad_products(xp, g, window, plan)
+  g2 = gather.rows(g)
+  if plan.kernel_grad == "patches":
+    dw = matmul(gather.patches(xp, window, plan), g2, plan, ((0,), (0,)))
+  else:
+    dw = jnp.stack([tap_kernel_grad(gather.rows(t), g2, plan) for t in gather.taps(xp, window, plan)])
+  return dw.reshape(*window, -1, g.shape[-1])
+
+
+def _kernel_grad_products(xp, g, window, plan: Plan):
+  """`kernel_grad` at stride 1 along the last axis, the transpose of "hybrid"'s forward.
+
+  The last axis's taps shift the cotangent instead of the input: `dw[.., k] = gathered^T
+  shift_k(g)`, with the shifts side by side as the columns of one GEMM.
+  """
+  rank = len(window)
+  gathered = gather.gather_leading(xp, window, plan, rank - 1)
+  full, out, dilation, taps = xp.shape[-2], plan.out[-1], plan.dilation[-1], window[-1]
+  shifted = [pad_spatial(g, [(0, 0)] * (rank - 1) + [(k * dilation, full - out - k * dilation)]) for k in range(taps)]
+  dw = matmul(gather.rows(gathered), gather.rows(jnp.concatenate(shifted, axis=-1)), plan, ((0,), (0,)))
+  return jnp.moveaxis(dw.reshape(*window[:-1], xp.shape[-1], taps, g.shape[-1]), -2, rank - 1)
+
+
+def over_chunks(fn, chunk, arrays, zeros=()):
+  """`fn` on consecutive `chunk`-example slices of `arrays` (scanned, so one chunk is live at a time).
+
+  `fn` returns `(per_example, part)`: `per_example` pieces are joined back along the batch axis,
+  `part`s are summed over chunks, starting from `zeros` (of their shape and dtype).
+  """
+  n = arrays[0].shape[0]
+  if chunk >= n:
+    return fn(*arrays)
+  stacked = [a.reshape(n // chunk, chunk, *a.shape[1:]) for a in arrays]
+
+  def body(total, chunk_arrays):
+    per_example, part = fn(*chunk_arrays)
+    return jax.tree.map(jnp.add, total, part), per_example
+
+  total, per_example = lax.scan(body, zeros, stacked)
+  return jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), per_example), total
+
+
+def _pad(x, plan: Plan):
+  """Pad one chunk: inside the chunk the pad fuses into the slices that read it."""
+  return pad_spatial(x, plan.pads, plan.fill)
+
+
+def conv(x, w, spec: ConvSpec):
+  """`x` `(n, *in_spatial, C)` -> `(n, *O, C_out)`, in `x`'s dtype."""
+  plan = make_plan(spec, x.shape[0], x.shape[-1], w.shape[-1], x.dtype)
+  y = over_chunks(lambda xc: (forward(_pad(xc, plan), w, plan), ()), plan.chunk, (x,))[0]
+  return y.astype(x.dtype)
+
+
+def input_grad_of_conv(g, w, spec: ConvSpec):
+  """The transpose of `conv` in `x`: cotangent `(n, *O, C_out)` -> `(n, *in_spatial, C)`."""
+  plan = make_plan(spec, g.shape[0], w.shape[-2] * spec.groups, w.shape[-1], g.dtype)
+  if plan.input_grad == "conv":
+    by_conv, w_t = plan.by_conv, flipped_kernel(w, spec.groups)
+
+    def chunk_grad(gc):
+      dx = forward(_pad(gc, by_conv), w_t, by_conv)
+      return dx if plan.fill == "constant" else unpad_spatial(dx, plan.pads, plan.fill)
+  else:
+    def chunk_grad(gc):
+      return unpad_spatial(input_grad(gc, w, plan), plan.pads, plan.fill)
+
+  dx = over_chunks(lambda gc: (chunk_grad(gc), ()), plan.grad_chunk, (g,))[0]
+  return dx.astype(g.dtype)
+
+
+def kernel_grad_of_conv(x, g, spec: ConvSpec):
+  """The transpose of `conv` in `w`: input `(n, *in_spatial, C)`, cotangent `(n, *O, C_out)` ->
+  `(*window, C // groups, C_out)`."""
+  channels, c_out = x.shape[-1], g.shape[-1]
+  plan = make_plan(spec, x.shape[0], channels, c_out, x.dtype)
+  zeros = jnp.zeros((*spec.window, channels // spec.groups, c_out), plan.accum)
+  dw = over_chunks(lambda xc, gc: ((), kernel_grad(_pad(xc, plan), gc, spec.window, plan)),
+                   plan.grad_chunk, (x, g), zeros)[1]
+  return dw.astype(x.dtype)

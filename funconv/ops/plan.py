@@ -1,0 +1,193 @@
+"""The plan of one convolution: which algorithm each pass runs and over how many examples at a time.
+
+`make_plan` is the one place these are decided, from the shapes of the forward convolution (its
+`ConvSpec` plus batch, channels and dtype); the forward, input-gradient and kernel-gradient kernels
+(`funconv.ops.algorithms`) each read their part. The thresholds are measurements
+(experiments/bench_conv.py and bench_train.py; docs/convolution.md).
+"""
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import lax
+
+from funconv.ops.shapes import conv_output_size, dilate_size
+
+FORWARD_ALGORITHMS = ("im2col", "shifted", "products", "hybrid")
+# Patch-matrix bytes of one batch chunk: about twice a core's L2 cache was fastest when measured.
+CHUNK_BYTES = 1 << 22
+# Input elements per example (padded positions times channels) from which a stride-1 1-D forward
+# computes all tap products in one GEMM rather than building the patch matrix (measured).
+PRODUCTS_FROM_ELEMENTS = 1 << 15
+# A stride-1 convolution of 2+ spatial axes uses "hybrid" from this padded length of its last axis
+# and this GEMM depth (gathered taps times channels); below, im2col (LeNet-5's 14x14x6; measured).
+HYBRID_FROM_LENGTH = 24
+HYBRID_FROM_DEPTH = 8
+# Input channels below which a stride-1 col2im adds tap by tap in place (measured).
+COL2IM_IN_PLACE_BELOW_CHANNELS = 8
+# Input channels from which a stride-1 input gradient is a convolution of the cotangent (measured).
+INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
+
+
+class ConvSpec(NamedTuple):
+  """The static parameters of a convolution, shared by its three primitives (forward, input
+  gradient, kernel gradient): everything but the batch size, the channels and the arrays."""
+  in_spatial: tuple[int, ...]          # spatial shape of the unpadded input
+  window: tuple[int, ...]
+  strides: tuple[int, ...]
+  dilation: tuple[int, ...]
+  groups: int
+  pads: tuple[tuple[int, int], ...]    # (low, high) per spatial axis
+  fill: str                            # "constant", "wrap" or "reflect"
+  algorithm: str | None                # the caller's forward algorithm, None to choose by shape
+  precision: object                    # passed to every lax.dot_general
+
+  @property
+  def padded(self):
+    return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_spatial, self.pads))
+
+  @property
+  def out(self):
+    """Spatial output shape (0 where the window does not fit, as in lax)."""
+    return tuple(max(0, conv_output_size(p, k, s, (0, 0), d))
+                 for p, k, s, d in zip(self.padded, self.window, self.strides, self.dilation))
+
+
+class Plan(NamedTuple):
+  """What each pass of one convolution runs. `padded`, `out`, `pads` and `fill` describe the input
+  as each chunk pads it; `accum` is the dtype products accumulate in."""
+  strides: tuple[int, ...]
+  dilation: tuple[int, ...]
+  groups: int
+  padded: tuple[int, ...]
+  out: tuple[int, ...]
+  pads: tuple[tuple[int, int], ...]
+  fill: str
+  precision: object
+  accum: object
+  forward: str          # "im2col" | "shifted" | "products" | "hybrid"
+  input_grad: str       # "conv" (of the cotangent, see `by_conv`) | "reshape" | "col2im" | "col2im_in_place" | "taps"
+  kernel_grad: str      # "patches" | "products" (shifted cotangents) | "taps"
+  chunk: int            # examples per chunk of the forward pass
+  grad_chunk: int       # examples per chunk of the input- and kernel-gradient passes
+  by_conv: "Plan | None" = None   # for input_grad == "conv": the forward convolution of the cotangent
+
+
+def accumulation_dtype(dtype):
+  """float32 for 16-bit floats (as `preferred_element_type=float32` does), else the dtype itself."""
+  dtype = jnp.dtype(dtype)
+  return jnp.dtype(jnp.float32) if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4 else dtype
+
+
+def choose_forward(spec: ConvSpec, channels):
+  """The forward algorithm: the caller's, or the one measured fastest for this shape.
+
+  Grouped and single-channel convolutions multiply per tap ("shifted"; with one channel each
+  tap is an outer product and all fuse into one loop: LeNet-5 trained 1.25x faster than with
+  im2col for its first layer); strided ones build the patch matrix ("im2col"). Stride-1
+  convolutions of 2 or more spatial axes gather the patches of the leading axes and multiply
+  them by every tap of the last axis in one GEMM ("hybrid": 1.1-2.5x im2col on rows 1, 2, 5 and
+  12 of experiments/bench_conv.py, about equal on 3 and 4), unless the last axis is short or
+  the GEMM shallow (`HYBRID_FROM_LENGTH`, `HYBRID_FROM_DEPTH`: LeNet-5's 14x14x6 layer trained
+  faster with im2col, though alone it ran faster); 1-D ones over a large example
+  (`C * P >= PRODUCTS_FROM_ELEMENTS`) multiply the input by every tap ("products", which
+  "hybrid" is in 1-D). Both multiply every position of the last axis: where the output covers
+  less than half of it (a 5x5 VALID kernel on a 5x5 input) im2col is faster.
+  """
+  if spec.algorithm is not None:
+    return spec.algorithm
+  window, padded, out = spec.window, spec.padded, spec.out
+  if spec.groups > 1 or channels == 1:
+    return "shifted"
+  if any(s > 1 for s in spec.strides) or padded[-1] > 2 * out[-1]:
+    return "im2col"
+  if len(window) >= 2:
+    large = padded[-1] >= HYBRID_FROM_LENGTH and math.prod(window[:-1]) * channels >= HYBRID_FROM_DEPTH
+    return "hybrid" if large else "im2col"
+  return "products" if math.prod(padded) * channels >= PRODUCTS_FROM_ELEMENTS else "im2col"
+
+
+def _input_grad_algorithm(spec: ConvSpec, chosen, channels):
+  """For stride 1 with "products"/"hybrid" (the shapes they are chosen for) and `C >= 8` channels,
+  `dx` as a forward convolution of the cotangent measured 1.1-1.3x faster than col2im's scattered
+  adds (rows 2, 3, 11 of experiments/bench_conv.py); with a single channel it is a matrix-vector
+  product, 1.5x slower. One GEMM for all taps, then col2im, for ungrouped convolutions (added
+  tap by tap in place below `COL2IM_IN_PLACE_BELOW_CHANNELS` channels at stride 1; a reshape
+  when the window covers the input); per-tap products for grouped and "shifted" ones."""
+  stride_1 = all(s == 1 for s in spec.strides)
+  if stride_1 and chosen in ("products", "hybrid") and channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS:
+    return "conv"
+  if spec.groups == 1 and (chosen != "shifted" or channels == 1):
+    if tuple(spec.window) == spec.padded and all(d == 1 for d in spec.dilation):
+      return "reshape"
+    return "col2im_in_place" if stride_1 and channels < COL2IM_IN_PLACE_BELOW_CHANNELS else "col2im"
+  return "taps"
+
+
+def _kernel_grad_algorithm(spec: ConvSpec, chosen, channels):
+  """Shifted cotangents (one GEMM of the gathered leading axes against the cotangent shifted by each
+  tap of the last axis) for "hybrid" and single-channel inputs at stride 1 along the last axis:
+  fewer slices than the patch matrix, which halved LeNet-5's first layer's compile time; the patch
+  matrix for im2col and strided single-channel inputs (per-tap GEMMs would contract to one column
+  each); otherwise one GEMM per tap."""
+  single = spec.groups == 1 and channels == 1
+  if spec.groups == 1 and (chosen == "hybrid" or single) and spec.strides[-1] == 1:
+    return "products"
+  return "patches" if (spec.groups == 1 and chosen == "im2col") or single else "taps"
+
+
+def _chunk_size(n, per_example_bytes):
+  """The largest divisor of the batch `n` whose intermediates fit in `CHUNK_BYTES`."""
+  target = max(1, CHUNK_BYTES // max(per_example_bytes, 1))
+  return max((d for d in range(1, min(n, target) + 1) if n % d == 0), default=1)
+
+
+def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, backward=False):
+  """Bytes per example of the largest intermediates of the forward (or backward) pass.
+
+  The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the patches
+  of the leading axes plus the last axis's products, several times smaller, except in a
+  backward pass that falls back to col2im and the patch matrix.
+  """
+  window, out = spec.window, spec.out
+  if chosen == "hybrid" and (not backward or input_grad == "conv"):
+    positions = math.prod(out[:-1]) * spec.padded[-1]
+    return positions * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
+  return math.prod(out) * math.prod(window) * max(channels, c_out) * itemsize
+
+
+def _by_conv_plan(spec: ConvSpec, plan: Plan):
+  """For a stride-1 `plan`: the convolution of the cotangent with the flipped kernel giving `dx`.
+
+  The cotangent is padded by the dilated window's reach `r` less the forward's pads, so the
+  output is the unpadded input's cotangent. Edge-filled pads (wrap, reflect) also send cotangent
+  from the pad to the input: then the whole padded grid is computed (pad `r` each side) and
+  unpadded afterwards.
+  """
+  reach = [dilate_size(k, d) - 1 for k, d in zip(spec.window, spec.dilation)]
+  if spec.fill == "constant":
+    pads, out = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, spec.pads)), spec.in_spatial
+  else:
+    pads, out = tuple((r, r) for r in reach), plan.padded
+  padded = tuple(o + lo + hi for o, (lo, hi) in zip(plan.out, pads))
+  return plan._replace(padded=padded, out=tuple(out), pads=pads, fill="constant", input_grad="col2im",
+                       kernel_grad="taps")
+
+
+def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
+  """The plan of a convolution of `(n, *spec.in_spatial, channels)` to `c_out` channels in `dtype`."""
+  chosen = choose_forward(spec, channels)
+  forward = chosen if spec.groups == 1 else "shifted"
+  input_grad = _input_grad_algorithm(spec, chosen, channels)
+  accum = accumulation_dtype(dtype)
+  plan = Plan(spec.strides, spec.dilation, spec.groups, spec.padded, spec.out, spec.pads, spec.fill, spec.precision,
+              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n)
+  if input_grad == "conv":
+    plan = plan._replace(by_conv=_by_conv_plan(spec, plan))
+  # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
+  # break up (measured 10x slower chunked): one chunk.
+  if spec.groups == channels > 1:
+    return plan
+  sizes = (spec, chosen, input_grad, channels, c_out, accum.itemsize)
+  return plan._replace(chunk=_chunk_size(n, _intermediate_bytes(*sizes)),
+                       grad_chunk=_chunk_size(n, _intermediate_bytes(*sizes, backward=True)))

@@ -1,0 +1,200 @@
+"""Shape rules and argument checks of convolution and pooling: the one place ops and layers read them.
+
+Output sizes (convolution, transposed convolution, pooling), padding specifications resolved to
+`(low, high)` pairs, the window fitting the padded input, groups dividing the channels, dtypes.
+"""
+import math
+from typing import Sequence
+
+import jax.numpy as jnp
+from jax import lax
+
+# Modes that pad with copies of the input rather than with zeros, and the jnp.pad mode for each.
+EDGE_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect"}
+_STRING_MODES = ("SAME", "SAME_LOWER", "VALID", "CAUSAL", *EDGE_MODES)
+
+
+def as_tuple(value, rank: int, name: str, op: str) -> tuple[int, ...]:
+  """`value` (None, an int, or one int per spatial axis) as `rank` positive ints.
+
+  None means 1 on every axis. Raises ValueError naming `op` and `name` otherwise.
+  """
+  if value is None:
+    return (1,) * rank
+  if isinstance(value, int):
+    value = (value,) * rank
+  value = tuple(value)
+  if len(value) != rank or not all(isinstance(v, (int,)) or hasattr(v, "__index__") for v in value):
+    raise ValueError(f"{op}: {name} must be an int or {rank} ints (one per spatial axis), got {value!r}")
+  value = tuple(int(v) for v in value)
+  if any(v < 1 for v in value):
+    raise ValueError(f"{op}: every {name} must be >= 1, got {name}={value}")
+  return value
+
+
+def dilate_size(size: int, dilation: int) -> int:
+  """Extent of `size` taps spaced `dilation` apart: `dilation * (size - 1) + 1`."""
+  return dilation * (size - 1) + 1 if size > 0 else 0
+
+
+def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[int, int] = (0, 0),
+                     dilation: int = 1) -> int:
+  """Output length of one spatial axis: `floor((W + lo + hi - K') / S) + 1` with `K' = D (K - 1) + 1`.
+
+  With symmetric padding `P` this is the textbook `(W - K + 2P) / S + 1`. Returns 0 or less when
+  the dilated window does not fit in the padded input.
+  """
+  return (in_size + padding[0] + padding[1] - dilate_size(window, dilation)) // stride + 1
+
+
+def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int],
+                    dilation: Sequence[int], op: str) -> tuple[tuple[tuple[int, int], ...], str]:
+  """Resolve a padding specification to `(pairs, fill)`.
+
+  `pairs` holds one `(low, high)` per spatial axis; `fill` is `"constant"` (zeros), `"wrap"`
+  (CIRCULAR) or `"reflect"` (REFLECT). Accepted specifications:
+
+  - `"VALID"`: no padding. `"SAME"` (`"SAME_LOWER"`): output size `ceil(W / S)`, the odd pixel on
+    the high (low) side, as in `lax.conv_general_dilated`.
+  - `"CAUSAL"` (1-D only): `D (K - 1)` zeros before the signal, none after, so output `t` sees
+    inputs up to `t`.
+  - `"CIRCULAR"`, `"REFLECT"`: the amounts of `"SAME"`, filled by wrapping or mirroring the input.
+  - an int `p` (`p` on both sides of every axis) or one `(low, high)` pair per spatial axis.
+  """
+  rank = len(window)
+  dilated = [dilate_size(k, d) for k, d in zip(window, dilation)]
+  if isinstance(padding, str):
+    mode = padding.upper()
+    if mode not in _STRING_MODES:
+      raise ValueError(f"{op}: unknown padding {padding!r}; expected one of {', '.join(_STRING_MODES)}, "
+                       "an int, or one (low, high) pair per spatial axis")
+    if mode == "CAUSAL":
+      if rank != 1:
+        raise ValueError(f"{op}: padding='CAUSAL' is for 1-D windows, got a {rank}-D window {tuple(window)}")
+      return ((dilated[0] - 1, 0),), "constant"
+    lax_mode = "SAME" if mode in EDGE_MODES else mode
+    pairs = tuple(tuple(p) for p in lax.padtype_to_pads(tuple(in_shape), dilated, tuple(strides), lax_mode))
+    fill = EDGE_MODES.get(mode, "constant")
+    if fill == "reflect" and any(max(p) >= n for p, n in zip(pairs, in_shape)):
+      raise ValueError(f"{op}: padding='REFLECT' needs every pad smaller than the input; pads {pairs} "
+                       f"for spatial shape {tuple(in_shape)}")
+    return pairs, fill
+  if isinstance(padding, int):
+    padding = ((padding, padding),) * rank
+  try:
+    pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+  except (TypeError, ValueError):
+    raise ValueError(f"{op}: padding must be a string, an int or {rank} (low, high) pairs, "
+                     f"got {padding!r}") from None
+  if len(pairs) != rank:
+    raise ValueError(f"{op}: padding needs one (low, high) pair per spatial axis ({rank}), got {padding!r}")
+  return pairs, "constant"
+
+
+def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=None, padding="VALID", dilation=None,
+                      op: str = "conv_output_shape") -> tuple[int, ...]:
+  """Spatial output shape of a convolution or pooling window over spatial shape `in_shape`.
+
+  `padding` is any specification `resolve_padding` takes; per axis the rule is
+  `conv_output_size`: `floor((W + lo + hi - D (K - 1) - 1) / S) + 1`. Entries below 1 mean the
+  window does not fit (`check_window_fits` says so). This is the rule the layers use for shape
+  inference.
+
+  Example:
+    >>> conv_output_shape((28, 28), (5, 5))
+    (24, 24)
+    >>> conv_output_shape((32, 32), (3, 3), strides=2, padding="SAME")
+    (16, 16)
+  """
+  rank = len(window)
+  strides = as_tuple(strides, rank, "strides", op)
+  dilation = as_tuple(dilation, rank, "dilation", op)
+  pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
+  return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
+
+
+def check_window_fits(out: Sequence[int], in_shape: Sequence[int], window: Sequence[int], pairs, dilation, op: str):
+  """Raise ValueError, naming `op` and the shapes, when an output length is below 1: the (dilated)
+  window is larger than the padded input."""
+  if any(o < 1 for o in out):
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, pairs))
+    raise ValueError(f"{op}: window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
+                     f"padded input {padded} (input spatial shape {tuple(in_shape)}, padding {tuple(pairs)})")
+
+
+def resolve_window(in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int], padding,
+                   dilation: Sequence[int], op: str):
+  """`(pairs, fill, out)` of a convolution or pooling window over spatial shape `in_shape`: the
+  resolved padding (`resolve_padding`), and the spatial output shape, checked to be non-empty
+  (`check_window_fits`). Ops and layers all read their output shapes here."""
+  pairs, fill = resolve_padding(padding, in_shape, window, strides, dilation, op)
+  out = tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
+  check_window_fits(out, in_shape, window, pairs, dilation, op)
+  return pairs, fill, out
+
+
+def check_groups(channels: int, c_out: int, groups, op: str, shapes: str = "", kernel_in: int | None = None):
+  """Raise ValueError, naming `op` and `shapes`, unless `groups` is a positive int dividing `channels`
+  and `c_out`, and (given a kernel's `kernel_in` input channels) `channels == groups * kernel_in`."""
+  if not isinstance(groups, int) or groups < 1:
+    raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+  if channels % groups or c_out % groups:
+    raise ValueError(f"{op}: groups={groups} must divide the input channels ({channels}) and the output "
+                     f"channels ({c_out}){shapes}")
+  if kernel_in is not None and channels != groups * kernel_in:
+    raise ValueError(f"{op}: with groups={groups}, x's {channels} input channels must equal groups * w.shape[-2] "
+                     f"= {groups * kernel_in}{shapes}")
+
+
+def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
+  """`lax.conv_transpose`'s padding of the spread input, one `(low, high)` pair per spatial axis.
+
+  `"SAME"` and `"VALID"` name the padding of the forward convolution this one transposes, so
+  `"SAME"` gives output size `W * S`, `"VALID"` gives `W * S + max(K' - S, 0)`; an int or pairs
+  pad the spread input directly.
+  """
+  rank = len(window)
+  if isinstance(padding, str) and padding.upper() in ("SAME", "VALID"):
+    pairs = []
+    for k, s, d in zip(window, strides, dilation):
+      k = dilate_size(k, d)
+      if padding.upper() == "SAME":
+        total = k + s - 2
+        low = k - 1 if s > k - 1 else math.ceil(total / 2)
+      else:
+        total, low = k + s - 2 + max(k - s, 0), k - 1
+      pairs.append((low, total - low))
+    return tuple(pairs)
+  if isinstance(padding, str):
+    raise ValueError(f"{op}: padding must be 'SAME', 'VALID', an int or {rank} (low, high) pairs, got {padding!r}")
+  pairs, _ = resolve_padding(padding, (1,) * rank, window, strides, dilation, op)
+  return pairs
+
+
+def conv_transpose_output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
+  """Spatial output of a transposed convolution padding its spread input by `pairs`:
+  `S (W - 1) + 1 + lo + hi - D (K - 1)` per axis."""
+  return tuple(s * (n - 1) + 1 + lo + hi - (dilate_size(k, d) - 1)
+               for n, k, s, (lo, hi), d in zip(in_shape, window, strides, pairs, dilation))
+
+
+def check_inexact(x, op: str, name: str = "x", complex_ok: bool = True):
+  """Raise TypeError unless `x` has a floating (or, where `complex_ok`, complex) dtype: an integer
+  convolution would silently truncate."""
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.inexact if complex_ok else jnp.floating):
+    kinds = "floating-point or complex" if complex_ok else "floating-point"
+    raise TypeError(f"{op}: {name} must be a {kinds} array, got dtype {dtype} "
+                    f"(shape {jnp.shape(x)}); cast it first, e.g. {name}.astype(jnp.float32)")
+
+
+def flatten_batch(x, rank: int, op: str):
+  """Fold the leading batch axes of `x` (`(*batch, *spatial, C)`) into one.
+
+  Returns `(x_3d, batch_shape)` where `x_3d` has shape `(prod(batch), *spatial, C)`.
+  """
+  if x.ndim < rank + 1:
+    raise ValueError(f"{op}: x must have {rank} spatial axes and a channel axis (at least {rank + 1} "
+                     f"dims, channels last) for a {rank}-D window, got shape {x.shape}")
+  batch = x.shape[:x.ndim - rank - 1]
+  return x.reshape((math.prod(batch), *x.shape[x.ndim - rank - 1:])), batch
