@@ -69,7 +69,8 @@ class Plan(NamedTuple):
   input_grad: str       # "conv" (of the cotangent, see `by_conv`) | "reshape" | "col2im" | "col2im_in_place" | "taps"
   kernel_grad: str      # "patches" | "products" (shifted cotangents) | "taps"
   chunk: int            # examples per chunk of the forward pass
-  grad_chunk: int       # examples per chunk of the input- and kernel-gradient passes
+  grad_chunk: int       # examples per chunk of the backward pass (both gradients) and the kernel gradient
+  input_grad_chunk: int  # examples per chunk of the input gradient as an op of its own (conv_transpose)
   by_conv: "Plan | None" = None   # for input_grad == "conv": the forward convolution of the cotangent
 
 
@@ -181,7 +182,7 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   input_grad = _input_grad_algorithm(spec, chosen, channels)
   accum = accumulation_dtype(dtype)
   plan = Plan(spec.strides, spec.dilation, spec.groups, spec.padded, spec.out, spec.pads, spec.fill, spec.precision,
-              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n)
+              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n)
   if input_grad == "conv":
     plan = plan._replace(by_conv=_by_conv_plan(spec, plan))
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
@@ -189,5 +190,9 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   if spec.groups == channels > 1:
     return plan
   sizes = (spec, chosen, input_grad, channels, c_out, accum.itemsize)
+  # The input gradient alone (a transposed convolution and its backward pass) holds the
+  # per-tap parts of col2im, `K * C` per output position (measured on rows 13-15).
+  col2im_parts = math.prod(spec.out) * math.prod(spec.window) * channels * accum.itemsize
   return plan._replace(chunk=_chunk_size(n, _intermediate_bytes(*sizes)),
-                       grad_chunk=_chunk_size(n, _intermediate_bytes(*sizes, backward=True)))
+                       grad_chunk=_chunk_size(n, _intermediate_bytes(*sizes, backward=True)),
+                       input_grad_chunk=_chunk_size(n, col2im_parts))
