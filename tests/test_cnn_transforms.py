@@ -8,7 +8,6 @@ monkeypatch, by `experiments.native.native_conv`.
 """
 import contextlib
 import importlib
-import math
 
 import chex
 import jax

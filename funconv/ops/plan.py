@@ -9,7 +9,6 @@ import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax import lax
 
 from funconv.ops.shapes import conv_output_size, dilate_size
 

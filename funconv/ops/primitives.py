@@ -26,7 +26,6 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from funconv.ops import algorithms
-from funconv.ops.plan import ConvSpec
 
 
 @functools.lru_cache(maxsize=256)
