@@ -143,107 +143,120 @@ def _pad(x, plan: Plan):
 
 
 class _Chunked:
-  """The three passes of one convolution on one chunk of examples, under `make_plan`'s plan."""
+  """The three passes of one convolution (input `(n, *in_spatial, channels)`, output channels
+  `c_out`) on one chunk of examples, under `make_plan`'s plan."""
 
   def __init__(self, spec: ConvSpec, n, channels, c_out, dtype):
-    self.spec, self.plan = spec, make_plan(spec, n, channels, c_out, dtype)
+    self.spec, self.channels, self.c_out = spec, channels, c_out
+    self.plan = make_plan(spec, n, channels, c_out, dtype)
 
   def conv(self, xc, w):
     """`(c, *in_spatial, C)` -> `(c, *O, C_out)`."""
     return forward(_pad(xc, self.plan), w, self.plan)
 
-  def input_grad(self, gc, w):
-    """`(c, *O, C_out)` -> `(c, *in_spatial, C)`."""
+  def input_grad_kernel(self, w):
+    """What `input_grad` multiplies by: `w`, or flipped when `dx` is a convolution of the cotangent
+    (made once per call, outside the chunk loop)."""
+    return flipped_kernel(w, self.plan.groups) if self.plan.input_grad == "conv" else w
+
+  def input_grad(self, gc, w_in):
+    """`(c, *O, C_out)` -> `(c, *in_spatial, C)`; `w_in` from `input_grad_kernel`."""
     plan = self.plan
     if plan.input_grad == "conv":
-      dx = forward(_pad(gc, plan.by_conv), flipped_kernel(w, plan.groups), plan.by_conv)
+      dx = forward(_pad(gc, plan.by_conv), w_in, plan.by_conv)
       return dx if plan.fill == "constant" else unpad_spatial(dx, plan.pads, plan.fill)
-    return unpad_spatial(input_grad(gc, w, plan), plan.pads, plan.fill)
+    return unpad_spatial(input_grad(gc, w_in, plan), plan.pads, plan.fill)
 
   def kernel_grad(self, xc, gc):
     """`(c, *in_spatial, C)`, `(c, *O, C_out)` -> `(*window, C // groups, C_out)`."""
     return kernel_grad(_pad(xc, self.plan), gc, self.spec.window, self.plan)
 
-  def kernel_zeros(self, channels, c_out):
-    return jnp.zeros((*self.spec.window, channels // self.spec.groups, c_out), self.plan.accum)
+  def kernel_zeros(self):
+    """The kernel gradient's sum over chunks starts here."""
+    return jnp.zeros((*self.spec.window, self.channels // self.spec.groups, self.c_out), self.plan.accum)
 
 
-def _cast(arrays, *like):
-  """Each result in the dtype of the operand it stands for (accumulated ones come back from float32)."""
-  return [a.astype(b.dtype) for a, b in zip(arrays, like)]
+# The lowerings of the primitives, each returning the dtype of the operand its result stands for
+# (accumulated results come back from float32). Each bilinear pass `B(a, b)` also runs as its
+# tangent `B(ta, b) + B(a, tb)` and its two transposes `(A(ct, b), B'(a, ct))` in one scan over the
+# batch: a backward pass reads each chunk of the input and the cotangent once for both gradients
+# (row 3 of experiments/bench_conv.py: 1.3x faster than two scans).
+
+def _of_conv(x, w_or_g, spec):
+  """The passes of a convolution of input `x` whose other operand (kernel or cotangent) ends in `C_out`."""
+  return _Chunked(spec, x.shape[0], x.shape[-1], w_or_g.shape[-1], x.dtype)
 
 
-# The lowerings of the primitives. Each bilinear pass `B(a, b)` also runs as its tangent
-# `B(ta, b) + B(a, tb)` and its two transposes `(A(ct, b), B'(a, ct))` in one scan over the batch:
-# a backward pass reads each chunk of the input and the cotangent once for both gradients (row 3 of
-# experiments/bench_conv.py: 1.3x faster than two scans).
+def _of_input_grad(g, w, spec):
+  """The passes of the convolution whose input gradient takes cotangent `g` and kernel `w`."""
+  return _Chunked(spec, g.shape[0], w.shape[-2] * spec.groups, w.shape[-1], g.dtype)
+
 
 def conv(x, w, spec: ConvSpec):
   """`x` `(n, *in_spatial, C)`, `w` -> `(n, *O, C_out)`."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], w.shape[-1], x.dtype)
-  return _cast([over_chunks(lambda xc: (k.conv(xc, w), ()), k.plan.chunk, (x,))[0]], x)[0]
+  k = _of_conv(x, w, spec)
+  return over_chunks(lambda xc: (k.conv(xc, w), ()), k.plan.chunk, (x,))[0].astype(x.dtype)
 
 
 def conv_tangent(x, w, tx, tw, spec: ConvSpec):
   """`conv(tx, w) + conv(x, tw)`."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], w.shape[-1], x.dtype)
+  k = _of_conv(x, w, spec)
   y = over_chunks(lambda xc, txc: (k.conv(txc, w) + k.conv(xc, tw), ()), k.plan.chunk, (x, tx))[0]
-  return _cast([y], x)[0]
+  return y.astype(x.dtype)
 
 
 def conv_cotangents(x, w, g, spec: ConvSpec):
   """`conv`'s transposes for cotangent `g`: `(input_grad(g, w), kernel_grad(x, g))`, in one scan."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], w.shape[-1], x.dtype)
-  dx, dw = over_chunks(lambda xc, gc: (k.input_grad(gc, w), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g),
-                       k.kernel_zeros(x.shape[-1], w.shape[-1]))
-  return _cast([dx, dw], x, w)
-
-
-def _input_grad_chunked(g, w, spec):
-  return _Chunked(spec, g.shape[0], w.shape[-2] * spec.groups, w.shape[-1], g.dtype)
+  k = _of_conv(x, w, spec)
+  w_in = k.input_grad_kernel(w)
+  dx, dw = over_chunks(lambda xc, gc: (k.input_grad(gc, w_in), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g),
+                       k.kernel_zeros())
+  return [dx.astype(x.dtype), dw.astype(w.dtype)]
 
 
 def input_grad_of_conv(g, w, spec: ConvSpec):
   """The transpose of `conv` in `x`: cotangent `(n, *O, C_out)` -> `(n, *in_spatial, C)`."""
-  k = _input_grad_chunked(g, w, spec)
-  return _cast([over_chunks(lambda gc: (k.input_grad(gc, w), ()), k.plan.input_grad_chunk, (g,))[0]], g)[0]
+  k = _of_input_grad(g, w, spec)
+  w_in = k.input_grad_kernel(w)
+  return over_chunks(lambda gc: (k.input_grad(gc, w_in), ()), k.plan.input_grad_chunk, (g,))[0].astype(g.dtype)
 
 
 def input_grad_tangent(g, w, tg, tw, spec: ConvSpec):
   """`input_grad(tg, w) + input_grad(g, tw)`."""
-  k = _input_grad_chunked(g, w, spec)
-  dx = over_chunks(lambda gc, tgc: (k.input_grad(tgc, w) + k.input_grad(gc, tw), ()), k.plan.input_grad_chunk,
-                   (g, tg))[0]
-  return _cast([dx], g)[0]
+  k = _of_input_grad(g, w, spec)
+  w_in, tw_in = k.input_grad_kernel(w), k.input_grad_kernel(tw)
+  dx = over_chunks(lambda gc, tgc: (k.input_grad(tgc, w_in) + k.input_grad(gc, tw_in), ()),
+                   k.plan.input_grad_chunk, (g, tg))[0]
+  return dx.astype(g.dtype)
 
 
 def input_grad_cotangents(g, w, ct, spec: ConvSpec):
   """`input_grad`'s transposes for cotangent `ct` `(n, *in_spatial, C)`: `(conv(ct, w), kernel_grad(ct, g))`."""
-  k = _input_grad_chunked(g, w, spec)
+  k = _of_input_grad(g, w, spec)
   dg, dw = over_chunks(lambda gc, cc: (k.conv(cc, w), k.kernel_grad(cc, gc)), k.plan.input_grad_chunk, (g, ct),
-                       k.kernel_zeros(w.shape[-2] * spec.groups, w.shape[-1]))
-  return _cast([dg, dw], g, w)
+                       k.kernel_zeros())
+  return [dg.astype(g.dtype), dw.astype(w.dtype)]
 
 
 def kernel_grad_of_conv(x, g, spec: ConvSpec):
   """The transpose of `conv` in `w`: input `(n, *in_spatial, C)`, cotangent `(n, *O, C_out)` ->
   `(*window, C // groups, C_out)`."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], g.shape[-1], x.dtype)
-  dw = over_chunks(lambda xc, gc: ((), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g),
-                   k.kernel_zeros(x.shape[-1], g.shape[-1]))[1]
-  return _cast([dw], x)[0]
+  k = _of_conv(x, g, spec)
+  dw = over_chunks(lambda xc, gc: ((), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g), k.kernel_zeros())[1]
+  return dw.astype(x.dtype)
 
 
 def kernel_grad_tangent(x, g, tx, tg, spec: ConvSpec):
   """`kernel_grad(tx, g) + kernel_grad(x, tg)`."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], g.shape[-1], x.dtype)
+  k = _of_conv(x, g, spec)
   dw = over_chunks(lambda xc, gc, txc, tgc: ((), k.kernel_grad(txc, gc) + k.kernel_grad(xc, tgc)), k.plan.grad_chunk,
-                   (x, g, tx, tg), k.kernel_zeros(x.shape[-1], g.shape[-1]))[1]
-  return _cast([dw], x)[0]
+                   (x, g, tx, tg), k.kernel_zeros())[1]
+  return dw.astype(x.dtype)
 
 
 def kernel_grad_cotangents(x, g, ct, spec: ConvSpec):
   """`kernel_grad`'s transposes for a kernel cotangent `ct`: `(input_grad(g, ct), conv(x, ct))`."""
-  k = _Chunked(spec, x.shape[0], x.shape[-1], g.shape[-1], x.dtype)
-  dx, dg = over_chunks(lambda xc, gc: ((k.input_grad(gc, ct), k.conv(xc, ct)), ()), k.plan.grad_chunk, (x, g))[0]
-  return _cast([dx, dg], x, g)
+  k = _of_conv(x, g, spec)
+  ct_in = k.input_grad_kernel(ct)
+  dx, dg = over_chunks(lambda xc, gc: ((k.input_grad(gc, ct_in), k.conv(xc, ct)), ()), k.plan.grad_chunk, (x, g))[0]
+  return [dx.astype(x.dtype), dg.astype(g.dtype)]

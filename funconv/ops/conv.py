@@ -7,8 +7,8 @@ from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
 from funconv.ops.primitives import conv_input_grad_p, conv_p
-from funconv.ops.shapes import (as_tuple, check_groups, check_inexact, conv_transpose_output_shape, dilate_size,
-                                flatten_batch, resolve_window, transpose_padding)
+from funconv.ops.shapes import (as_tuple, check_groups, check_inexact, conv_transpose_output_shape, flatten_batch,
+                                resolve_window, transpose_padding, window_reach)
 
 
 def _operands(x, w, op, kernel_shape):
@@ -124,7 +124,7 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
                      f"strides {strides}, dilation {dilation}")
   # The convolution whose input gradient this is: from the spread input's full extent
   # `S (W - 1) + 1 + reach` (no padding) to `x`'s spatial shape, with the flipped kernel.
-  reach = [dilate_size(k, d) - 1 for k, d in zip(window, dilation)]
+  reach = window_reach(window, dilation)
   full = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   w_conv = flipped_kernel(w, 1)
   spec = ConvSpec(full, tuple(window), strides, dilation, 1, ((0, 0),) * rank, "constant", algorithm, precision)

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from funconv.ops.shapes import conv_output_size, dilate_size
+from funconv.ops.shapes import output_shape, window_reach
 
 FORWARD_ALGORITHMS = ("im2col", "shifted", "products", "hybrid")
 # Patch-matrix bytes of one batch chunk: about twice a core's L2 cache was fastest when measured.
@@ -48,8 +48,8 @@ class ConvSpec(NamedTuple):
   @property
   def out(self):
     """Spatial output shape (0 where the window does not fit, as in lax)."""
-    return tuple(max(0, conv_output_size(p, k, s, (0, 0), d))
-                 for p, k, s, d in zip(self.padded, self.window, self.strides, self.dilation))
+    no_pads = ((0, 0),) * len(self.window)
+    return tuple(max(0, o) for o in output_shape(self.padded, self.window, self.strides, no_pads, self.dilation))
 
 
 class Plan(NamedTuple):
@@ -164,7 +164,7 @@ def _by_conv_plan(spec: ConvSpec, plan: Plan):
   from the pad to the input: then the whole padded grid is computed (pad `r` each side) and
   unpadded afterwards.
   """
-  reach = [dilate_size(k, d) - 1 for k, d in zip(spec.window, spec.dilation)]
+  reach = window_reach(spec.window, spec.dilation)
   if spec.fill == "constant":
     pads, out = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, spec.pads)), spec.in_spatial
   else:

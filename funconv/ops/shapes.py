@@ -47,6 +47,16 @@ def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[
   return (in_size + padding[0] + padding[1] - dilate_size(window, dilation)) // stride + 1
 
 
+def window_reach(window: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+  """Per axis, how far past its first input element a dilated window reaches: `D (K - 1)`."""
+  return tuple(dilate_size(k, d) - 1 for k, d in zip(window, dilation))
+
+
+def output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
+  """`conv_output_size` on every spatial axis, padding resolved to `(low, high)` pairs."""
+  return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
+
+
 def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int],
                     dilation: Sequence[int], op: str) -> tuple[tuple[tuple[int, int], ...], str]:
   """Resolve a padding specification to `(pairs, fill)`.
@@ -110,7 +120,7 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
   pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
-  return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
+  return output_shape(in_shape, window, strides, pairs, dilation)
 
 
 def check_window_fits(out: Sequence[int], in_shape: Sequence[int], window: Sequence[int], pairs, dilation, op: str):
@@ -128,7 +138,7 @@ def resolve_window(in_shape: Sequence[int], window: Sequence[int], strides: Sequ
   resolved padding (`resolve_padding`), and the spatial output shape, checked to be non-empty
   (`check_window_fits`). Ops and layers all read their output shapes here."""
   pairs, fill = resolve_padding(padding, in_shape, window, strides, dilation, op)
-  out = tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
+  out = output_shape(in_shape, window, strides, pairs, dilation)
   check_window_fits(out, in_shape, window, pairs, dilation, op)
   return pairs, fill, out
 
@@ -174,8 +184,8 @@ def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
 def conv_transpose_output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
   """Spatial output of a transposed convolution padding its spread input by `pairs`:
   `S (W - 1) + 1 + lo + hi - D (K - 1)` per axis."""
-  return tuple(s * (n - 1) + 1 + lo + hi - (dilate_size(k, d) - 1)
-               for n, k, s, (lo, hi), d in zip(in_shape, window, strides, pairs, dilation))
+  return tuple(s * (n - 1) + 1 + lo + hi - r
+               for n, s, (lo, hi), r in zip(in_shape, strides, pairs, window_reach(window, dilation)))
 
 
 def check_inexact(x, op: str, name: str = "x", complex_ok: bool = True):
