@@ -1,31 +1,21 @@
 """Batches from per-example layers: `batched` and `per_example_grads`."""
 import jax
 
-from funconv.layers.base import lifted
-
 
 def batched(apply, axis_name="batch"):
-  """Map a per-example `apply` over the leading axis of `x`, as `jax.vmap` with `axis_name` would.
+  """`jax.vmap` of a per-example `apply` over the leading axis of `x`, with axis name `axis_name`.
 
   The returned function has `apply`'s signature, `(params, state, x, *, key=None, train=False)
   -> (y, state)`, with a leading batch axis on `x` and `y`. `key`, if given, is split into one
   key per example. The returned state is unbatched (`BatchNorm` reduces its statistics over
-  `axis_name`).
-
-  funconv's own layers are handed the whole batch at once rather than vmapped, so that each
-  convolution runs as one batched call of `funconv.ops` (a vmap of the per-example convolution
-  measured 1.7x slower forward+backward, experiments/bench_batched.py); results are the
-  same as the vmap's. Any other layer is vmapped with `axis_name`.
+  `axis_name`). A plain `jax.vmap` is as fast: the convolution primitive's batching rule turns
+  the vmapped per-example convolutions into one batched call.
 
   Example:
     >>> logits, state = batched(net.apply)(params, state, images, key=key, train=True)
   """
   def run(params, state, x, *, key=None, train=False):
-    size = jax.tree.leaves(x)[0].shape[0]
-    keys = None if key is None else jax.random.split(key, size)
-    if getattr(apply, "batch_polymorphic", False):
-      with lifted(axis_name, size):
-        return apply(params, state, x, key=keys, train=train)
+    keys = None if key is None else jax.random.split(key, jax.tree.leaves(x)[0].shape[0])
     return jax.vmap(lambda x, k: apply(params, state, x, key=k, train=train), in_axes=(0, None if key is None else 0),
                     out_axes=(0, None), axis_name=axis_name)(x, keys)
 

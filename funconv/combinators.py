@@ -1,12 +1,11 @@
 """Combinators: layers made of layers, as in `jax.example_libraries.stax`.
 
 A combinator's params and state are tuples of its children's; keys are split so that no two
-children (and, under `batched`, no two examples) share one.
+children share one.
 """
 import jax.numpy as jnp
 
-from funconv.layers.base import (Layer, apply_child, batch_rank, child_fields, fan_out_field, merge_fields,
-                                 polymorphic, scope, split_key)
+from funconv.layers.base import Layer, child_fields, fan_out_field, merge_fields, scope, split_key
 from funconv.layers.core import Identity
 
 
@@ -26,11 +25,10 @@ def serial(*layers):
       states.append(s)
     return input_shape, tuple(params), tuple(states)
 
-  @polymorphic
   def apply(params, state, x, *, key=None, train=False):
     new_states = []
     for child, p, s, k in zip(layers, params, state, split_key(key, len(layers))):
-      x, s = apply_child(child.apply, p, s, x, k, train)
+      x, s = child.apply(p, s, x, key=k, train=train)
       new_states.append(s)
     return x, tuple(new_states)
 
@@ -58,11 +56,10 @@ def parallel(*layers):
       rec.field = fields
     return shapes, tuple(params), tuple(states)
 
-  @polymorphic
   def apply(params, state, xs, *, key=None, train=False):
     outs, new_states = [], []
     for child, p, s, x, k in zip(layers, params, state, xs, split_key(key, len(layers))):
-      y, s = apply_child(child.apply, p, s, x, k, train)
+      y, s = child.apply(p, s, x, key=k, train=train)
       outs.append(y)
       new_states.append(s)
     return outs, tuple(new_states)
@@ -76,7 +73,6 @@ def FanOut(num):
     fan_out_field(num)
     return [input_shape] * num, (), ()
 
-  @polymorphic
   def apply(params, state, x, *, key=None, train=False):
     return [x] * num, state
 
@@ -96,7 +92,6 @@ def _sum_shapes(shapes):
   return shapes[0]
 
 
-@polymorphic
 def _sum_apply(params, state, xs, *, key=None, train=False):
   return sum(xs[1:], xs[0]), state
 
@@ -115,9 +110,8 @@ def FanInConcat(axis=-1):
       raise ValueError(f"FanInConcat: inputs must agree except along axis {axis}, got {shapes}")
     return (*shapes[0][:ax], sum(s[ax] for s in shapes), *shapes[0][ax + 1:])
 
-  @polymorphic
   def apply(params, state, xs, *, key=None, train=False):
-    return jnp.concatenate(xs, axis if axis < 0 else axis + batch_rank()), state
+    return jnp.concatenate(xs, axis), state
 
   return Layer(_fan_in_init(combine), apply)
 
@@ -127,9 +121,8 @@ def shape_dependent(make_layer):
   def init(key, input_shape):
     return make_layer(input_shape).init(key, input_shape)
 
-  @polymorphic
   def apply(params, state, x, *, key=None, train=False):
-    return apply_child(make_layer(x.shape[batch_rank():]).apply, params, state, x, key, train)
+    return make_layer(x.shape).apply(params, state, x, key=key, train=train)
 
   return Layer(init, apply)
 

@@ -1,7 +1,7 @@
 """Looking inside a model without running it: `summary`, `receptive_field`; and `from_stax`."""
 import jax
 
-from funconv.layers.base import Layer, batch_rank, polymorphic, recording
+from funconv.layers.base import Layer, recording
 
 
 def _record(layer, input_shape):
@@ -64,9 +64,9 @@ def receptive_field(layer, input_shape):
 def from_stax(stax_layer):
   """Wrap a `jax.example_libraries.stax` layer `(init_fun, apply_fun)` as a funconv `Layer`.
 
-  stax layers see batches: `init_fun` gets `(1, *input_shape)` and `apply_fun` a batch (one
-  example with a batch axis added, or the whole batch under `batched`); `key` goes to stax's
-  `rng` (the first example's key under `batched`: stax draws one mask for the batch). State is `()`.
+  stax layers see batches: `init_fun` gets `(1, *input_shape)` and `apply_fun` one example with
+  a batch axis of 1 added (a vmap of it is one batched call wherever stax's ops batch); `key`
+  goes to stax's `rng`. State is `()`.
 
   Example:
     >>> from jax.example_libraries import stax
@@ -78,11 +78,8 @@ def from_stax(stax_layer):
     output_shape, params = init_fun(key, (1, *input_shape))
     return tuple(output_shape[1:]), params, ()
 
-  @polymorphic
   def apply(params, state, x, *, key=None, train=False):
-    kwargs = {} if key is None else dict(rng=key[0] if batch_rank() else key)
-    if batch_rank():
-      return apply_fun(params, x, **kwargs), state
+    kwargs = {} if key is None else dict(rng=key)
     return apply_fun(params, x[None], **kwargs)[0], state
 
   return Layer(init, apply)

@@ -1,13 +1,9 @@
-"""The layer protocol, and the trace-time context that `batched`, `summary` and
-`receptive_field` share with the layers.
+"""The layer protocol, and the recorder that `summary` and `receptive_field` read at `init`.
 
 A layer is `Layer(init, apply)`: `init(key, input_shape) -> (output_shape, params, state)` and
-`apply(params, state, x, *, key=None, train=False) -> (y, state)`, for one example.
-
-Every funconv layer is also *batch-polymorphic*: under `funconv.batched` it is handed the whole
-batch at once (`batch_rank() == 1`), which lets a convolution run as one batched GEMM rather
-than as a vmap of per-example ones. A layer from elsewhere is vmapped there instead, so it
-only ever sees one example.
+`apply(params, state, x, *, key=None, train=False) -> (y, state)`, for one example. Batches
+come from `jax.vmap` (or `funconv.batched`): the convolution primitive's batching rule makes a
+vmapped per-example convolution one batched call, so a layer never needs to know it is batched.
 """
 import contextlib
 import contextvars
@@ -23,68 +19,13 @@ class Layer(NamedTuple):
   apply: Callable[..., tuple[Any, Any]]
 
 
-class BatchContext(NamedTuple):
-  axis_name: Any   # the name the examples' axis would have under vmap
-  size: int
-
-
-_BATCH: contextvars.ContextVar[BatchContext | None] = contextvars.ContextVar("funconv_batch", default=None)
 _RECORDER: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("funconv_recorder", default=None)
-
-
-def batch_rank() -> int:
-  """How many leading batch axes a layer's `x` has: 1 under `batched`, 0 otherwise."""
-  return 0 if _BATCH.get() is None else 1
 
 
 def trailing(v, x):
   """`v` (shape `(C,)`, or any trailing part of `x`'s shape) with leading unit axes to `x`'s rank:
   an explicit broadcast, so layers run under `jax_numpy_rank_promotion="raise"`."""
   return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
-
-
-def batch_context() -> BatchContext | None:
-  return _BATCH.get()
-
-
-@contextlib.contextmanager
-def lifted(axis_name, size):
-  """Within this block funconv layers receive whole batches of `size` examples."""
-  token = _BATCH.set(BatchContext(axis_name, size))
-  try:
-    yield
-  finally:
-    _BATCH.reset(token)
-
-
-@contextlib.contextmanager
-def unlifted():
-  """Within this block layers see one example (inside a vmap)."""
-  token = _BATCH.set(None)
-  try:
-    yield
-  finally:
-    _BATCH.reset(token)
-
-
-def polymorphic(apply):
-  """Mark `apply` as one that handles `batch_rank()` leading batch axes itself."""
-  apply.batch_polymorphic = True
-  return apply
-
-
-def apply_child(apply, params, state, x, key, train):
-  """Call a child layer: directly, or per example under vmap if it cannot take a batch."""
-  ctx = _BATCH.get()
-  if ctx is None or getattr(apply, "batch_polymorphic", False):
-    return apply(params, state, x, key=key, train=train)
-
-  def one(x, key):
-    with unlifted():
-      return apply(params, state, x, key=key, train=train)
-
-  return jax.vmap(one, in_axes=(0, None if key is None else 0), out_axes=(0, None),
-                  axis_name=ctx.axis_name)(x, key)
 
 
 class Recorder:
@@ -131,7 +72,7 @@ def _param_count(tree):
 
 
 def layer(name, init, apply, *, macs=None, window=None, flattens=False):
-  """A recorded, batch-polymorphic `Layer`.
+  """A recorded `Layer`.
 
   `macs(input_shape, output_shape)` counts multiply-accumulates for one example; `window(input_shape)`
   returns per spatial axis `(kernel, stride, dilation, low_pad)` for the receptive field;
@@ -152,24 +93,12 @@ def layer(name, init, apply, *, macs=None, window=None, flattens=False):
                            field=rec.field if isinstance(rec.field, tuple) else None))
     return output_shape, params, state
 
-  return Layer(recorded_init, polymorphic(apply))
-
-
-def is_batched_key(key) -> bool:
-  """Whether `key` holds one PRNG key per example (as `batched` hands them to layers)."""
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return key.ndim == 1
-  return key.ndim == 2  # raw uint32 keys are (2,) each
+  return Layer(recorded_init, apply)
 
 
 def split_key(key, n):
-  """`n` independent keys from `key` (a list of Nones for None); per example for batched keys."""
-  if key is None:
-    return [None] * n
-  if is_batched_key(key):
-    keys = jax.vmap(lambda k: jax.random.split(k, n))(key)
-    return [keys[:, i] for i in range(n)]
-  return list(jax.random.split(key, n))
+  """`n` independent keys from `key` (a list of Nones for None)."""
+  return [None] * n if key is None else list(jax.random.split(key, n))
 
 
 def fan_out_field(n):

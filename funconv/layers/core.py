@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from funconv.layers.base import batch_rank, is_batched_key, layer, trailing
+from funconv.layers.base import layer, trailing
 
 
 def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True):
@@ -42,7 +42,7 @@ def _flatten_init(key, input_shape):
 
 
 def _flatten_apply(params, state, x, *, key=None, train=False):
-  return x.reshape(*x.shape[:batch_rank()], -1), state
+  return x.reshape(-1), state
 
 
 Flatten = layer("Flatten", _flatten_init, _flatten_apply, flattens=True)
@@ -60,7 +60,7 @@ def Reshape(shape):
     return out, (), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    return x.reshape(*x.shape[:batch_rank()], *shape), state
+    return x.reshape(shape), state
 
   return layer("Reshape", init, apply, flattens=True)
 
@@ -121,10 +121,7 @@ def Dropout(rate):
     if key is None:
       raise ValueError("Dropout: train=True needs a PRNG key: apply(..., key=key, train=True)")
     keep = 1.0 - rate
-    if is_batched_key(key):
-      mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep, x.shape[1:]))(key)
-    else:
-      mask = jax.random.bernoulli(key, keep, x.shape)
+    mask = jax.random.bernoulli(key, keep, x.shape)
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype), state
 
   return layer("Dropout", _identity_init, apply)

@@ -3,27 +3,13 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
-from funconv.layers.base import batch_context, batch_rank, layer, trailing
-
-
-def _names(axis_name):
-  return tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)
+from funconv.layers.base import layer, trailing
 
 
 def _batch_mean(v, axis_name):
   """Mean of per-example `v` over the named batch (and device) axes."""
-  names = _names(axis_name)
-  ctx = batch_context()
-  if ctx is not None:  # the examples are a real leading axis here, not a vmapped one
-    if ctx.axis_name not in names:
-      raise ValueError(f"BatchNorm: axis_name={axis_name!r} does not include the batch axis {ctx.axis_name!r} "
-                       "that funconv.batched maps over")
-    v = jnp.mean(v, axis=0)
-    names = tuple(n for n in names if n != ctx.axis_name)
-  if not names:
-    return v
   try:
-    return lax.pmean(v, names)
+    return lax.pmean(v, axis_name)
   except NameError as err:
     raise ValueError(f"BatchNorm: train=True reduces over the axis named {axis_name!r}, which is not bound: "
                      "apply the model through funconv.batched(apply, axis_name=...) or jax.vmap(..., "
@@ -52,7 +38,7 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
 
   def apply(params, state, x, *, key=None, train=False):
     if train:
-      spatial = tuple(range(batch_rank(), x.ndim - 1))
+      spatial = tuple(range(x.ndim - 1))
       mean = _batch_mean(jnp.mean(x, axis=spatial), axis_name)
       var = _batch_mean(jnp.mean(jnp.square(x - trailing(mean, x)), axis=spatial), axis_name)
       state = tuple(momentum * old + (1 - momentum) * new for old, new in zip(state, (mean, var)))
@@ -107,7 +93,7 @@ def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True):
 
   def apply(params, state, x, *, key=None, train=False):
     grouped = x.reshape(*x.shape[:-1], num_groups, x.shape[-1] // num_groups)
-    axes = (*range(batch_rank(), x.ndim - 1), x.ndim)
+    axes = (*range(x.ndim - 1), x.ndim)
     mean = jnp.mean(grouped, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(grouped - mean), axis=axes, keepdims=True)
     y = ((grouped - mean) * lax.rsqrt(var + epsilon)).reshape(x.shape)

@@ -2,7 +2,7 @@
 import math
 
 from funconv import ops
-from funconv.layers.base import batch_rank, layer
+from funconv.layers.base import layer
 from funconv.ops.shapes import as_tuple, resolve_window
 
 
@@ -73,7 +73,7 @@ def _global(name, op):
     return (input_shape[-1],), (), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    return op(x, rank=x.ndim - 1 - batch_rank()), state
+    return op(x, rank=x.ndim - 1), state
 
   return layer(name, init, apply, flattens=True)
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 from jax import lax
 
 import funconv as fc
-from funconv.layers.base import batch_rank, layer
+from funconv.layers.base import layer
 
 
 def _conv_bn(width, window, stride=1, relu=True):
@@ -79,9 +79,7 @@ def subsample_and_pad(width, stride):
     return (*(-(-n // stride) for n in spatial), width), (), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    first = batch_rank()
-    strides = (1,) * first + (stride, stride, 1)
-    x = lax.slice(x, (0,) * x.ndim, x.shape, strides)
+    x = lax.slice(x, (0,) * x.ndim, x.shape, (stride, stride, 1))
     extra = width - x.shape[-1]
     return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(extra // 2, extra - extra // 2)]), state
 
