@@ -1,5 +1,6 @@
 """Batches from per-example layers: `batched` and `per_example_grads`."""
 import jax
+from jax.sharding import PartitionSpec as P
 
 
 def batched(apply, axis_name="batch"):
@@ -15,11 +16,18 @@ def batched(apply, axis_name="batch"):
     >>> logits, state = batched(net.apply)(params, state, images, key=key, train=True)
   """
   def run(params, state, x, *, key=None, train=False):
-    keys = None if key is None else jax.random.split(key, jax.tree.leaves(x)[0].shape[0])
+    keys = None if key is None else _split_like(key, jax.tree.leaves(x)[0])
     return jax.vmap(lambda x, k: apply(params, state, x, key=k, train=train), in_axes=(0, None if key is None else 0),
                     out_axes=(0, None), axis_name=axis_name)(x, keys)
 
   return run
+
+
+def _split_like(key, x):
+  """One key per example of `x`, sharded as its batch axis (vmap needs them alike on an Explicit mesh)."""
+  keys = jax.random.split(key, x.shape[0])
+  batch_axes = jax.typeof(x).sharding.spec[0]
+  return keys if batch_axes is None else jax.sharding.reshard(keys, P(batch_axes))
 
 
 def per_example_grads(loss_fn, argnums=0):

@@ -11,6 +11,9 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
+
+from funconv.ops.shapes import check_inexact
 
 
 class Layer(NamedTuple):
@@ -26,6 +29,16 @@ def trailing(v, x):
   """`v` (shape `(C,)`, or any trailing part of `x`'s shape) with leading unit axes to `x`'s rank:
   an explicit broadcast, so layers run under `jax_numpy_rank_promotion="raise"`."""
   return v.reshape((1,) * (x.ndim - v.ndim) + v.shape)
+
+
+def promote(name, dtype, x, *params):
+  """`[x, *params]` cast to `dtype`, or where `dtype` is None to their result type (Flax's
+  `promote_dtype`): a layer computes in one dtype whatever its params are stored in. None
+  entries (absent params) stay None. An integer or boolean `x` raises a TypeError naming layer `name`."""
+  check_inexact(x, name, "x")
+  arrays = (x, *params)
+  dtype = jnp.result_type(*(a for a in arrays if a is not None)) if dtype is None else dtype
+  return [None if a is None else jnp.asarray(a, dtype) for a in arrays]
 
 
 class Recorder:

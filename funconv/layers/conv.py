@@ -2,10 +2,11 @@
 import math
 
 import jax
+import jax.numpy as jnp
 from jax.nn import initializers
 
 from funconv import ops
-from funconv.layers.base import layer, trailing
+from funconv.layers.base import layer, promote, trailing
 from funconv.ops.shapes import (as_tuple, check_groups, conv_transpose_output_shape, resolve_padding, resolve_window,
                                 transpose_padding)
 
@@ -24,10 +25,10 @@ def _normalise(name, filter_shape, strides, dilation, W_init, b_init):
           b_init or initializers.zeros)
 
 
-def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias):
+def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype):
   k1, k2 = jax.random.split(key)
-  W = W_init(k1, kernel_shape)
-  return (W, b_init(k2, kernel_shape[-1:])) if use_bias else (W,)
+  W = W_init(k1, kernel_shape, param_dtype)
+  return (W, b_init(k2, kernel_shape[-1:], param_dtype)) if use_bias else (W,)
 
 
 def _window_geometry(input_shape, window, strides, dilation, padding, name):
@@ -37,14 +38,16 @@ def _window_geometry(input_shape, window, strides, dilation, padding, name):
 
 
 def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
-         dilation=None, groups=1, use_bias=True):
+         dilation=None, groups=1, use_bias=True, dtype=None, param_dtype=jnp.float32):
   """N-d convolution layer (the rank of `filter_shape`): `(*spatial, C_in) -> (*out, out_chan)`.
 
   Params `(W, b)`: `W` `(*filter_shape, C_in // groups, out_chan)` (HWIO), `b` `(out_chan,)`;
   `(W,)` with `use_bias=False`. `strides`, `padding`, `dilation` and `groups` as in
   `funconv.ops.conv`. Defaults: `W_init = he_normal()` (fan-in `prod(filter_shape) * C_in //
   groups`, suited to ReLU networks; PyTorch's default is a scaled uniform of the same fan-in),
-  `b_init = zeros`.
+  `b_init = zeros`. `init` creates the params in `param_dtype`; `apply` casts `x` and the
+  params to `dtype` and computes and returns in it, `dtype=None` meaning their result type
+  (`jnp.result_type(x, W, b)`, as Flax; the convolution accumulates 16-bit floats in float32).
 
   Example:
     >>> out_shape, (W, b), state = Conv(16, (3, 3), padding="SAME").init(jax.random.key(0), (28, 28, 1))
@@ -58,9 +61,11 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
     channels = input_shape[-1]
     check_groups(channels, out_chan, groups, "Conv", f" (input_shape {tuple(input_shape)})")
     out = _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, "Conv")
-    return out, _kernel_and_bias(key, (*window, channels // groups, out_chan), W_init, b_init, use_bias), ()
+    kernel_shape = (*window, channels // groups, out_chan)
+    return out, _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):
+    x, *params = promote("Conv", dtype, x, *params)
     y = ops.conv(x, params[0], strides, padding, dilation, groups)
     return (y + trailing(params[1], y) if use_bias else y), state
 
@@ -74,11 +79,12 @@ def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, n
 
 
 def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
-                  dilation=None, use_bias=True):
+                  dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
   """Transposed convolution layer (a decoder's upsampling): `(*spatial, C_in) -> (*out, out_chan)`.
 
   Params `(W, b)` with `W` `(*filter_shape, C_in, out_chan)`; semantics and output size as
-  `funconv.ops.conv_transpose` (`"SAME"` multiplies each spatial size by its stride).
+  `funconv.ops.conv_transpose` (`"SAME"` multiplies each spatial size by its stride). `dtype`
+  and `param_dtype` as in `Conv`.
 
   Example:
     >>> ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").init(jax.random.key(0), (16, 16, 8))[0]
@@ -93,9 +99,11 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     out = conv_transpose_output_shape(input_shape[:-1], window, strides, pairs, dilation)
     if any(o < 1 for o in out):
       raise ValueError(f"ConvTranspose: padding {pairs} leaves no output for input_shape {tuple(input_shape)}")
-    return (*out, out_chan), _kernel_and_bias(key, (*window, input_shape[-1], out_chan), W_init, b_init, use_bias), ()
+    kernel_shape = (*window, input_shape[-1], out_chan)
+    return (*out, out_chan), _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):
+    x, *params = promote("ConvTranspose", dtype, x, *params)
     y = ops.conv_transpose(x, params[0], strides, padding, dilation)
     return (y + trailing(params[1], y) if use_bias else y), state
 
@@ -104,9 +112,10 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
 
 
 def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID", W_init=None, b_init=None, *,
-                  dilation=None, use_bias=True):
+                  dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
   """Per-channel convolution: `Conv(C * depth_multiplier, filter_shape, groups=C)` with `C` the
   input channels, known at `init`. Params `(W, b)` with `W` `(*filter_shape, 1, C * depth_multiplier)`.
+  `dtype` and `param_dtype` as in `Conv`.
 
   Example:
     >>> DepthwiseConv((3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
@@ -120,9 +129,10 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     channels = input_shape[-1]
     out = _conv_out_shape(input_shape, window, strides, padding, dilation, channels * depth_multiplier,
                           "DepthwiseConv")
-    return out, _kernel_and_bias(key, (*window, 1, out[-1]), W_init, b_init, use_bias), ()
+    return out, _kernel_and_bias(key, (*window, 1, out[-1]), W_init, b_init, use_bias, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):
+    x, *params = promote("DepthwiseConv", dtype, x, *params)
     y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
     return (y + trailing(params[1], y) if use_bias else y), state
 
@@ -131,14 +141,17 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
 
 
 def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
-                  use_bias=True):
+                  use_bias=True, dtype=None, param_dtype=jnp.float32):
   """Depthwise-separable convolution (MobileNet, Xception): `DepthwiseConv` without bias, then a
-  pointwise `Conv(out_chan, (1,) * rank)`. Params `((W_depthwise,), (W_pointwise, b))`.
+  pointwise `Conv(out_chan, (1,) * rank)`. Params `((W_depthwise,), (W_pointwise, b))`. `dtype`
+  and `param_dtype` apply to both, as in `Conv`.
 
   Example:
     >>> SeparableConv(64, (3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
     (32, 32, 64)
   """
   from funconv.combinators import serial  # combinators import the layers package: import here, not at the top
-  return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False),
-                Conv(out_chan, (1,) * len(filter_shape), use_bias=use_bias))
+  dtypes = dict(dtype=dtype, param_dtype=param_dtype)
+  return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False,
+                              **dtypes),
+                Conv(out_chan, (1,) * len(filter_shape), use_bias=use_bias, **dtypes))

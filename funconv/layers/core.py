@@ -5,14 +5,16 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from funconv.layers.base import layer, trailing
+from funconv.layers.base import layer, promote, trailing
 
 
-def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True):
+def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param_dtype=jnp.float32):
   """Fully connected: `(..., in_dim) -> (..., out_dim)`, `y = x @ W + b`.
 
   Params `(W, b)` with `W` `(in_dim, out_dim)` (just `(W,)` without bias). Defaults: `W_init =
-  glorot_normal()` (as stax), `b_init = zeros`.
+  glorot_normal()` (as stax), `b_init = zeros`. `init` creates the params in `param_dtype`;
+  `apply` casts `x` and the params to `dtype` and computes and returns in it, `dtype=None`
+  meaning their result type (`jnp.result_type(x, W, b)`, as Flax).
 
   Example:
     >>> shape, (W, b), state = Dense(10).init(jax.random.key(0), (784,))    # shape == (10,)
@@ -24,13 +26,14 @@ def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True):
     if len(input_shape) < 1:
       raise ValueError(f"Dense: input_shape must end in a feature axis, got {input_shape!r}")
     k1, k2 = jax.random.split(key)
-    W = W_init(k1, (input_shape[-1], out_dim))
-    params = (W, b_init(k2, (out_dim,))) if use_bias else (W,)
+    W = W_init(k1, (input_shape[-1], out_dim), param_dtype)
+    params = (W, b_init(k2, (out_dim,), param_dtype)) if use_bias else (W,)
     return (*input_shape[:-1], out_dim), params, ()
 
   def apply(params, state, x, *, key=None, train=False):
     if x.shape[-1] != params[0].shape[0]:
       raise ValueError(f"Dense: input has {x.shape[-1]} features (x.shape={x.shape}) but W is {params[0].shape}")
+    x, *params = promote("Dense", dtype, x, *params)
     y = x @ params[0]
     return (y + trailing(params[1], y) if use_bias else y), state
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
-from funconv.ops.primitives import conv_input_grad_p, conv_p
+from funconv.ops.primitives import bind, conv_input_grad_p, conv_p
 from funconv.ops.shapes import (as_tuple, check_groups, check_inexact, conv_transpose_output_shape, flatten_batch,
                                 resolve_window, transpose_padding, window_reach)
 
@@ -80,7 +80,7 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   dilation = as_tuple(dilation, rank, "dilation", op)
   _check_algorithm(algorithm, op)
   pairs, fill, _ = resolve_window(x3.shape[1:-1], window, strides, padding, dilation, op)
-  y = conv_p.bind(x3, w, spec=conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision))
+  y = bind(conv_p, x3, w, spec=conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision))
   return y.reshape(*batch, *y.shape[1:])
 
 
@@ -128,6 +128,6 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   full = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   w_conv = flipped_kernel(w, 1)
   spec = ConvSpec(full, tuple(window), strides, dilation, 1, ((0, 0),) * rank, "constant", algorithm, precision)
-  y = conv_input_grad_p.bind(x3, w_conv, spec=spec)
+  y = bind(conv_input_grad_p, x3, w_conv, spec=spec)
   y = pad_spatial(y, [(lo - r, hi - r) for (lo, hi), r in zip(pairs, reach)])
   return y.reshape(*batch, *y.shape[1:])

@@ -31,7 +31,9 @@ def _reduce_windows(xp, window, strides, out, reducer, reshape_reduce):
   if strides == window:
     # Non-overlapping windows: crop the unused tail, split each axis into (out, window), reduce.
     cropped = lax.slice(xp, (0,) * xp.ndim, (xp.shape[0], *(o * k for o, k in zip(out, window)), xp.shape[-1]))
-    split = cropped.reshape(xp.shape[0], *(d for o, k in zip(out, window) for d in (o, k)), xp.shape[-1])
+    split = cropped
+    for axis, (o, k) in enumerate(zip(out, window), 1):   # one axis per reshape: sharding types allow that
+      split = split.reshape(*split.shape[:2 * axis - 1], o, k, *split.shape[2 * axis:])
     return reshape_reduce(split, axis=tuple(range(2, 2 * len(window) + 1, 2)))
   taps = (strided_window_slice(xp, tap, out, strides) for tap in window_offsets(window))
   result = next(taps)

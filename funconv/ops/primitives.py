@@ -18,12 +18,16 @@ per-example kernel gradients, model ensembles); the fused ones batch and differe
 bilinear primitives they are made of.
 """
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
-from jax.core import ShapedArray
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
+from jax._src import dispatch
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from funconv.ops import algorithms
 
@@ -34,50 +38,160 @@ def _compiled(prim, spec):
   return jax.jit(lambda *args: prim.bind(*args, spec=spec))
 
 
-def _primitive(name, impl, shape_rule, multiple_results=False):
+# Sharding. Every operand and result is either per-example (a leading batch axis) or kernel-shaped,
+# and each primitive is parallel over the batch: on a batch-sharded input every device runs the
+# algorithm on its own examples, and kernel-shaped results (sums over the examples) are summed over
+# the devices. On an Explicit mesh the batch's mesh axes are in the operands' types and the
+# lowering runs under `jax.shard_map` over them; on an Auto mesh the partitioner chooses the
+# shardings, so the lowering is a `custom_partitioning` that takes the batch's and leaves the rest
+# replicated. Either way no device gathers another's activations (a loop over the batch inside
+# the algorithms would otherwise make the partitioner gather the whole batch).
+
+def _batch_axes(avals, per_example, name):
+  """The mesh axes that shard the batch in the operands' (Explicit) types, or None; only the batch
+  axis may be sharded."""
+  axes = {aval.sharding.spec[0] for aval, batched in zip(avals, per_example) if batched}
+  rest = [(aval.sharding.spec[1:] if batched else aval.sharding.spec) for aval, batched in zip(avals, per_example)]
+  if len(axes) > 1 or any(entry is not None for spec in rest for entry in spec):
+    raise ValueError(f"{name}: only the batch axis of a convolution may be sharded, the same way for every "
+                     f"batched operand, and the kernel replicated; got operands "
+                     f"{[aval.str_short(short_dtypes=True) for aval in avals]}: use jax.sharding.reshard")
+  return axes.pop() if axes else None
+
+
+def _results_per_device(impl, per_example_out, axes):
+  """`impl` on one device's examples: its kernel-shaped results summed over the batch's `axes`."""
+  def local(*args, spec):
+    out = impl(*args, spec)
+    outs = [o if batched or axes is None else lax.psum(o, axes)
+            for o, batched in zip(out if len(per_example_out) > 1 else [out], per_example_out)]
+    return outs if len(per_example_out) > 1 else outs[0]
+  return local
+
+
+def _auto_partitioned(impl, per_example, per_example_out, rank):
+  """`impl(*args, spec)` as a `custom_partitioning` parallel over the batch (Auto meshes)."""
+  def shardings(mesh, arg_shapes, result_shape):
+    n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
+    axes = next(a.sharding.spec[0] if len(a.sharding.spec) else None
+                for a, batched in zip(arg_shapes, per_example) if batched)
+    if axes is not None and n % math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,))):
+      axes = None
+    named = lambda batched: NamedSharding(mesh, P(axes if batched else None))
+    outs = [named(batched) for batched in per_example_out]
+    return axes, [named(batched) for batched in per_example], outs if len(outs) > 1 else outs[0]
+
+  def partition(spec, mesh, arg_shapes, result_shape):
+    axes, arg_shardings, out_shardings = shardings(mesh, arg_shapes, result_shape)
+    local = _results_per_device(impl, per_example_out, axes)
+    return mesh, lambda *args: local(*args, spec=spec), out_shardings, tuple(arg_shardings)
+
+  def rule(spec, mesh, operand_types, result_types):
+    """Einsum-like: the batch factor `b` shared by the per-example tensors, every other axis
+    a factor of its own that stays replicated."""
+    tensors = [*per_example, *per_example_out]
+    names = [["b"] * batched + [f"t{i}_{d}" for d in range(batched, rank)] for i, batched in enumerate(tensors)]
+    text = lambda group: ", ".join(" ".join(n) for n in group)
+    extra = [f for n in names for f in n if f != "b"]
+    reductions = ("b",) if any(per_example) and not any(per_example_out) else ()
+    return f"{text(names[:len(per_example)])} -> {text(names[len(per_example):])}", dict(
+        reduction_factors=reductions, need_replication_factors=tuple(extra))
+
+  partitioned = custom_partitioning(lambda spec, *args: impl(*args, spec), static_argnums=(0,))
+  partitioned.def_partition(partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2],
+                            sharding_rule=rule)
+  return partitioned
+
+
+def _primitive(name, impl, shape_rule, per_example, per_example_out):
   """A primitive of arrays and one static `spec`: `shape_rule(*shapes, spec)` gives its output
-  shape (a list of them with `multiple_results`), in the first operand's dtype; it lowers to
-  `impl(*arrays, spec)`."""
+  shapes (a list, one per entry of `per_example_out`), in the first operand's dtype; it lowers to
+  `impl(*arrays, spec)`. `per_example` / `per_example_out` say which operands and results have a
+  leading batch axis."""
   prim = Primitive(name)
-  prim.multiple_results = multiple_results
-  shapes = lambda args, spec: shape_rule(*(a.shape for a in args), spec)
-  avals = lambda args, spec: ([ShapedArray(s, args[0].dtype) for s in shapes(args, spec)] if multiple_results
-                              else ShapedArray(shapes(args, spec), args[0].dtype))
+  multiple_results = prim.multiple_results = len(per_example_out) > 1
+
+  def shapes(args, spec):
+    out = shape_rule(*(a.shape for a in args), spec)
+    return out if multiple_results else [out]
+
+  def abstract_eval(*args, spec):
+    axes = _batch_axes(args, per_example, name)
+    mesh = args[0].sharding.mesh
+    avals = [args[0].update(shape=s, weak_type=False,
+                            sharding=NamedSharding(mesh, P(axes if batched else None, *[None] * (len(s) - 1))))
+             for s, batched in zip(shapes(args, spec), per_example_out)]
+    return avals if multiple_results else avals[0]
+
   prim.def_impl(lambda *args, spec: _compiled(prim, spec)(*args))
-  prim.def_abstract_eval(lambda *args, spec: avals(args, spec))
+  prim.def_abstract_eval(abstract_eval)
+  partitioned = {}
 
-  def lowered(*args, spec):
+  def lowered(*args, spec, several_devices):
     out = shapes(args, spec)
-    every = [*(out if multiple_results else [out]), *(a.shape for a in args)]
-    if any(0 in shape for shape in every):   # an empty sum, or nothing to compute: lax gives zeros
-      zeros = [jnp.zeros(shape, args[0].dtype) for shape in (out if multiple_results else [out])]
+    if any(0 in shape for shape in [*out, *(a.shape for a in args)]):   # an empty sum, or nothing to compute
+      zeros = [jnp.zeros(shape, args[0].dtype) for shape in out]
       return zeros if multiple_results else zeros[0]
-    return impl(*args, spec)
+    avals = [jax.typeof(a) for a in args]
+    axes = _batch_axes(avals, per_example, name)
+    if axes is not None:   # Explicit mesh: the batch's mesh axes are in the types
+      in_specs = tuple(P(axes) if batched else P() for batched in per_example)
+      out_specs = [P(axes) if batched else P() for batched in per_example_out]
+      return jax.shard_map(functools.partial(_results_per_device(impl, per_example_out, axes), spec=spec),
+                           mesh=avals[0].sharding.mesh, in_specs=in_specs,
+                           out_specs=out_specs if multiple_results else out_specs[0], check_vma=False)(*args)
+    if not several_devices:
+      return impl(*args, spec)
+    rank = len(args[0].shape)
+    if rank not in partitioned:
+      partitioned[rank] = _auto_partitioned(impl, per_example, per_example_out, rank)
+    return partitioned[rank](spec, *args)
 
-  mlir.register_lowering(prim, mlir.lower_fun(lowered, multiple_results=multiple_results))
+  def lowering(ctx, *args, spec):
+    several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1   # else nothing to partition
+    return mlir.lower_fun(functools.partial(lowered, spec=spec, several_devices=several),
+                          multiple_results=multiple_results)(ctx, *args)
+
+  mlir.register_lowering(prim, lowering)
+  # The nested custom_partitioning needs the device assignment while lowering, which JAX provides
+  # only to primitives on this list (its own custom_partitioning is on it); there is no public hook.
+  dispatch.prim_requires_devices_during_lowering.add(prim)
   return prim
 
 
-def _bilinear(name, impls, shape_rule):
+def _bilinear(name, impls, shape_rule, per_example):
   """`B(a, b)`, its tangent `B(ta, b) + B(a, tb)` and its transposes `(A(ct, b), B'(a, ct))`, as
-  three primitives lowered to `impls` (the last two each one scan over the batch)."""
+  three primitives lowered to `impls` (the last two each one scan over the batch). `per_example`
+  says which of `(a, b, B(a, b))` have a leading batch axis."""
   impl, tangent_impl, cotangents_impl = impls
-  return (_primitive(name, impl, shape_rule),
-          _primitive(f"{name}_tangent", tangent_impl, lambda a, b, ta, tb, spec: shape_rule(a, b, spec)),
-          _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], multiple_results=True))
+  a, b, out = per_example
+  return (_primitive(name, impl, shape_rule, (a, b), (out,)),
+          _primitive(f"{name}_tangent", tangent_impl, lambda a, b, ta, tb, spec: shape_rule(a, b, spec),
+                     (a, b, a, b), (out,)),
+          _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b)))
 
 
 conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
     "funconv_conv", (algorithms.conv, algorithms.conv_tangent, algorithms.conv_cotangents),
-    lambda x, w, spec: (x[0], *spec.out, w[-1]))
+    lambda x, w, spec: (x[0], *spec.out, w[-1]), (True, False, True))
 conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
     "funconv_conv_input_grad",
     (algorithms.input_grad_of_conv, algorithms.input_grad_tangent, algorithms.input_grad_cotangents),
-    lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups))
+    lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups), (True, False, True))
 conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
     "funconv_conv_kernel_grad",
     (algorithms.kernel_grad_of_conv, algorithms.kernel_grad_tangent, algorithms.kernel_grad_cotangents),
-    lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]))
+    lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]), (True, True, False))
+
+
+def bind(prim, *args, spec):
+  """`prim.bind` with the operands cast to the union of their varying manual axes, as lax's own
+  binary ops do under `shard_map`: a kernel replicated over the devices meets per-device inputs as
+  a varying value, whose transpose sums its cotangent over those devices."""
+  varying = [jax.typeof(a).mat.varying for a in args]
+  union = frozenset().union(*varying)
+  return prim.bind(*(a if v == union else lax.pcast(a, tuple(union - v), to="varying") for a, v in zip(args, varying)),
+                   spec=spec)
 
 
 # Differentiation. The transposes: <conv(x, w), t> = <x, input_grad(t, w)> = <w, kernel_grad(x, t)>.

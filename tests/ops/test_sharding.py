@@ -1,0 +1,126 @@
+"""Data parallelism on 4 simulated CPU devices (tests/conftest.py sets XLA_FLAGS): a batch-sharded
+input stays sharded through every op and layer, each device computing on its own examples (no
+all-gather in the compiled program), with the single-device result; on Auto and Explicit meshes
+under `jit`, and under `shard_map` with its default checks."""
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+
+import funconv as fc
+
+MESH_TYPES = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def four_devices():
+  assert jax.device_count() >= 4, ("the sharding tests need 4 devices: run pytest with "
+                                   "XLA_FLAGS=--xla_force_host_platform_device_count=4 (tests/conftest.py sets it)")
+
+
+def data_mesh(kind):
+  return jax.make_mesh((4,), ("data",), axis_types=(MESH_TYPES[kind],))
+
+
+def assert_data_parallel(fn, args, sharded_batch, mesh):
+  """`fn(*args)` under `jit` on `mesh` with `args[sharded_batch]` batch-sharded: no all-gather in the
+  compiled program, per-example results sharded over "data", values as on one device."""
+  expected = jax.jit(fn)(*args)
+  args = list(args)
+  args[sharded_batch] = jax.device_put(args[sharded_batch], NamedSharding(mesh, P("data")))
+  with jax.set_mesh(mesh):
+    compiled = jax.jit(fn).lower(*args).compile()
+    result = compiled(*args)
+  assert "all-gather" not in compiled.as_text()
+  for got, want in zip(jax.tree.leaves(result), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5)
+  return result
+
+
+@pytest.mark.parametrize("kind", MESH_TYPES)
+def test_convolution_and_its_gradients_stay_on_their_shards(kind):
+  # Large enough that the algorithms loop over chunks of the batch: that loop is what would gather.
+  x = jax.random.normal(jax.random.key(0), (64, 32, 32, 8))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 8, 16))
+  mesh = data_mesh(kind)
+  y = assert_data_parallel(lambda x, w: fc.ops.conv(x, w, padding="SAME"), (x, w), 0, mesh)
+  assert y.sharding.spec[0] == "data"
+  dx, dw = assert_data_parallel(jax.grad(lambda x, w: jnp.sum(jnp.sin(fc.ops.conv(x, w, (2, 2), "SAME"))), (0, 1)),
+                                (x, w), 0, mesh)
+  assert dx.sharding.spec[0] == "data" and dw.sharding.is_fully_replicated
+  ty = assert_data_parallel(lambda x, w: jax.jvp(lambda x, w: fc.ops.conv_transpose(x, w, (2, 2), "SAME"),
+                                                 (x, w), (x, w))[1], (x, w), 0, mesh)
+  assert ty.sharding.spec[0] == "data"
+
+
+LAYERS = {
+    "Conv": fc.Conv(8, (3, 3), padding="SAME"), "ConvTranspose": fc.ConvTranspose(4, (2, 2), (2, 2)),
+    "DepthwiseConv": fc.DepthwiseConv((3, 3)), "Dense": fc.Dense(5), "MaxPool": fc.MaxPool((2, 2), (2, 2)),
+    "AvgPool": fc.AvgPool((3, 3), (1, 1), "SAME"), "L2Pool": fc.L2Pool((2, 2), (2, 2)),
+    "GlobalAvgPool": fc.GlobalAvgPool, "AdaptiveAvgPool": fc.AdaptiveAvgPool((3, 3)), "Flatten": fc.Flatten,
+    "Reshape": fc.Reshape((-1, 4)), "BatchNorm": fc.BatchNorm(), "GroupNorm": fc.GroupNorm(2),
+    "LayerNorm": fc.LayerNorm(), "Dropout": fc.Dropout(0.5), "FanInConcat": fc.serial(fc.FanOut(2), fc.FanInConcat()),
+}
+
+
+@pytest.mark.parametrize("kind", MESH_TYPES)
+@pytest.mark.parametrize("name", LAYERS)
+def test_every_layer_keeps_the_batch_sharded(name, kind):
+  layer = LAYERS[name]
+  _, params, state = layer.init(jax.random.key(0), (8, 8, 4))
+  x = jax.random.normal(jax.random.key(1), (16, 8, 8, 4))
+  apply = lambda x: fc.batched(layer.apply)(params, state, x, key=jax.random.key(2), train=True)
+  y, _ = assert_data_parallel(apply, (x,), 0, data_mesh(kind))
+  assert y.sharding.spec[0] == "data"
+
+
+def bn_cnn():
+  return fc.serial(fc.Conv(16, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
+                   fc.Conv(16, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.GlobalAvgPool, fc.Dense(10))
+
+
+@pytest.mark.parametrize("kind", MESH_TYPES)
+def test_a_data_parallel_training_step_of_a_batchnorm_cnn(kind):
+  net, optimizer = bn_cnn(), optax.sgd(0.1, momentum=0.9)
+  _, params, state = net.init(jax.random.key(0), (16, 16, 3))
+  x = jax.random.normal(jax.random.key(1), (64, 16, 16, 3))
+  labels = jax.random.randint(jax.random.key(2), (64,), 0, 10)
+
+  def step(params, state, opt_state, x, labels):
+    def loss(p):
+      logits, new_state = fc.batched(net.apply)(p, state, x, train=True)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new_state
+    (value, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return value, optax.apply_updates(params, updates), new_state, opt_state
+
+  value, new_params, new_state, _ = assert_data_parallel(step, (params, state, optimizer.init(params), x, labels),
+                                                         3, data_mesh(kind))
+  chex.assert_trees_all_equal_shapes_and_dtypes(new_params, params)
+  assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves((value, new_params, new_state)))
+
+
+def test_shard_map_with_its_default_checks():
+  net = fc.serial(fc.Conv(8, (3, 3), padding="SAME"), fc.GroupNorm(4), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
+                  fc.Conv(8, (3, 3), (2, 2)), fc.Relu, fc.Flatten, fc.Dense(10))
+  _, params, state = net.init(jax.random.key(0), (16, 16, 3))
+  x = jax.random.normal(jax.random.key(1), (32, 16, 16, 3))
+  mesh = jax.make_mesh((4,), ("data",))
+  loss = lambda p, x: jnp.mean(fc.batched(net.apply)(p, state, x)[0] ** 2)
+  # Under shard_map each device's loss varies over "data": the global loss is their mean.
+  local = lambda p, x: jax.value_and_grad(lambda p: jax.lax.pmean(loss(p, x), "data"))(p)
+  sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data")), out_specs=P()))
+  got = sharded(params, jax.device_put(x, NamedSharding(mesh, P("data"))))
+  want = jax.jit(jax.value_and_grad(loss))(params, x)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_only_the_batch_axis_may_be_sharded_in_an_explicit_type():
+  mesh = data_mesh("explicit")
+  x = jax.device_put(jnp.ones((4, 8, 8, 3)), NamedSharding(mesh, P(None, "data")))
+  with jax.set_mesh(mesh), pytest.raises(ValueError, match="only the batch axis"):
+    jax.jit(lambda x: fc.ops.conv(x, jnp.ones((3, 3, 3, 4))))(x)
