@@ -69,7 +69,7 @@ def _results_per_device(impl, per_example_out, axes):
   return local
 
 
-def _auto_partitioned(impl, per_example, per_example_out, rank):
+def _auto_partitioned(impl, per_example, per_example_out):
   """`impl(*args, spec)` as a `custom_partitioning` parallel over the batch (Auto meshes)."""
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
@@ -89,7 +89,7 @@ def _auto_partitioned(impl, per_example, per_example_out, rank):
   def rule(spec, mesh, operand_types, result_types):
     """Einsum-like: the batch factor `b` shared by the per-example tensors, every other axis
     a factor of its own that stays replicated."""
-    tensors = [*per_example, *per_example_out]
+    tensors, rank = [*per_example, *per_example_out], len(spec.window) + 2
     names = [["b"] * batched + [f"t{i}_{d}" for d in range(batched, rank)] for i, batched in enumerate(tensors)]
     text = lambda group: ", ".join(" ".join(n) for n in group)
     extra = [f for n in names for f in n if f != "b"]
@@ -125,7 +125,7 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
 
   prim.def_impl(lambda *args, spec: _compiled(prim, spec)(*args))
   prim.def_abstract_eval(abstract_eval)
-  partitioned = {}
+  partitioned = _auto_partitioned(impl, per_example, per_example_out)
 
   def lowered(*args, spec, several_devices):
     out = shapes(args, spec)
@@ -142,10 +142,7 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
                            out_specs=out_specs if multiple_results else out_specs[0], check_vma=False)(*args)
     if not several_devices:
       return impl(*args, spec)
-    rank = len(args[0].shape)
-    if rank not in partitioned:
-      partitioned[rank] = _auto_partitioned(impl, per_example, per_example_out, rank)
-    return partitioned[rank](spec, *args)
+    return partitioned(spec, *args)
 
   def lowering(ctx, *args, spec):
     several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1   # else nothing to partition
