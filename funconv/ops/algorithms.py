@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops import gather, scatter
+from funconv.ops import gather, scatter, winograd
 from funconv.ops.gemm import matmul, tap_input_grad, tap_kernel_grad, tap_product
 from funconv.ops.padding import pad_spatial, unpad_spatial
 from funconv.ops.plan import ConvSpec, Plan, make_plan
@@ -30,6 +30,8 @@ from funconv.ops.plan import ConvSpec, Plan, make_plan
 def forward(xp, w, plan: Plan):
   """`(n, *P, C)` padded input, `(*K, C // groups, C_out)` kernel -> `(n, *O, C_out)` in `plan.accum`."""
   window, c_out = w.shape[:-2], w.shape[-1]
+  if plan.forward == "winograd":
+    return winograd.forward(xp, w, plan)
   if plan.forward in ("products", "hybrid"):
     return _forward_products(xp, w, plan)
   if plan.forward == "im2col":
@@ -96,6 +98,8 @@ def kernel_grad(xp, g, window, plan: Plan):
   """`dw[k] = tap_k(xp)^T g`: `(n, *P, C)`, `(n, *O, C_out)` -> `(*K, C // groups, C_out)`."""
   if plan.kernel_grad == "products":
     return _kernel_grad_products(xp, g, window, plan)
+  if plan.kernel_grad == "winograd":
+    return winograd.kernel_grad(xp, g, plan)
   g2 = gather.rows(g)
   if plan.kernel_grad == "patches":
     dw = matmul(gather.patches(xp, window, plan), g2, plan, ((0,), (0,)))

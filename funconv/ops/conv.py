@@ -3,6 +3,7 @@ convolution primitives (`funconv.ops.primitives`); the algorithms are in `funcon
 chosen per call by `funconv.ops.plan`."""
 import jax.numpy as jnp
 
+from funconv.ops import winograd
 from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
@@ -26,9 +27,13 @@ def _operands(x, w, op, kernel_shape):
   return x3, batch, jnp.asarray(w, dtype), rank
 
 
-def _check_algorithm(algorithm, op):
-  if algorithm is not None and algorithm not in FORWARD_ALGORITHMS:
-    raise ValueError(f"{op}: unknown algorithm {algorithm!r}; expected None or one of {FORWARD_ALGORITHMS}")
+def _check_algorithm(spec: ConvSpec, op):
+  if spec.algorithm is not None and spec.algorithm not in FORWARD_ALGORITHMS:
+    raise ValueError(f"{op}: unknown algorithm {spec.algorithm!r}; expected None or one of {FORWARD_ALGORITHMS}")
+  if spec.algorithm == "winograd" and not winograd.applies(spec.window, spec.strides, spec.dilation, spec.groups):
+    raise ValueError(f"{op}: algorithm 'winograd' computes ungrouped convolutions with 3-tap windows, stride 1 and "
+                     f"no dilation; got window {spec.window}, strides {spec.strides}, dilation {spec.dilation}, "
+                     f"groups {spec.groups}")
 
 
 def conv_spec(x3, w, strides, dilation, groups, pairs, fill="constant", algorithm=None, precision=None):
@@ -78,9 +83,10 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   check_groups(x3.shape[-1], w.shape[-1], groups, op, f" (x.shape={jnp.shape(x)}, w.shape={w.shape})", w.shape[-2])
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
-  _check_algorithm(algorithm, op)
   pairs, fill, _ = resolve_window(x3.shape[1:-1], window, strides, padding, dilation, op)
-  y = bind(conv_p, x3, w, spec=conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision))
+  spec = conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision)
+  _check_algorithm(spec, op)
+  y = bind(conv_p, x3, w, spec=spec)
   return y.reshape(*batch, *y.shape[1:])
 
 
@@ -116,7 +122,6 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
                      f"w.shape[-2]={w.shape[-2]} (w.shape={w.shape})")
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
-  _check_algorithm(algorithm, op)
   pairs = transpose_padding(window, strides, dilation, padding, op)
   in_spatial = x3.shape[1:-1]
   if any(o < 1 for o in conv_transpose_output_shape(in_spatial, window, strides, pairs, dilation)):
@@ -128,6 +133,7 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   full = tuple(s * (n - 1) + 1 + r for s, n, r in zip(strides, in_spatial, reach))
   w_conv = flipped_kernel(w, 1)
   spec = ConvSpec(full, tuple(window), strides, dilation, 1, ((0, 0),) * rank, "constant", algorithm, precision)
+  _check_algorithm(spec, op)
   y = bind(conv_input_grad_p, x3, w_conv, spec=spec)
   y = pad_spatial(y, [(lo - r, hi - r) for (lo, hi), r in zip(pairs, reach)])
   return y.reshape(*batch, *y.shape[1:])

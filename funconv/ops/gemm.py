@@ -56,3 +56,8 @@ def tap_kernel_grad(t, g, plan):
     return jnp.sum(_widen(t, plan)[:, :, None] * _widen(g, plan), axis=0).reshape(1, c_out)
   dw = _einsum("rgc,rgm->cgm", t.reshape(rows, groups, -1), g, plan)
   return dw.reshape(-1, c_out)
+
+
+def batched_matmul(a, b, plan, contract=((2,), (1,))):
+  """One GEMM per index of the shared leading axis: `(B, r, k) @ (B, k, c)` (or as `contract` says)."""
+  return lax.dot_general(a, b, (contract, ((0,), (0,))), precision=plan.precision, preferred_element_type=plan.accum)

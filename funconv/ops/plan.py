@@ -10,9 +10,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
+from funconv.ops import winograd
 from funconv.ops.shapes import output_shape, window_reach
 
-FORWARD_ALGORITHMS = ("im2col", "shifted", "products", "hybrid")
+FORWARD_ALGORITHMS = ("im2col", "shifted", "products", "hybrid", "winograd")
 # Patch-matrix bytes of one batch chunk: about twice a core's L2 cache was fastest when measured.
 CHUNK_BYTES = 1 << 22
 # Input elements per example (padded positions times channels) from which a stride-1 1-D forward
@@ -24,6 +25,10 @@ HYBRID_FROM_LENGTH = 24
 HYBRID_FROM_DEPTH = 8
 # Input channels below which a stride-1 col2im adds tap by tap in place (measured).
 COL2IM_IN_PLACE_BELOW_CHANNELS = 8
+# Input channels and output positions per example from which a 3-tap stride-1 convolution runs
+# Winograd's algorithm (measured).
+WINOGRAD_FROM_CHANNELS = 32
+WINOGRAD_FROM_OUTPUTS = 16
 # Input channels from which a stride-1 input gradient is a convolution of the cotangent (measured).
 INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
 
@@ -40,6 +45,7 @@ class ConvSpec(NamedTuple):
   fill: str                            # "constant", "wrap" or "reflect"
   algorithm: str | None                # the caller's forward algorithm, None to choose by shape
   precision: object                    # passed to every lax.dot_general
+  backend: str = "cpu"                 # the platform lowered for, set by the primitives' lowering
 
   @property
   def padded(self):
@@ -64,13 +70,14 @@ class Plan(NamedTuple):
   fill: str
   precision: object
   accum: object
-  forward: str          # "im2col" | "shifted" | "products" | "hybrid"
+  forward: str          # "im2col" | "shifted" | "products" | "hybrid" | "winograd"
   input_grad: str       # "conv" (of the cotangent, see `by_conv`) | "reshape" | "col2im" | "col2im_in_place" | "taps"
-  kernel_grad: str      # "patches" | "products" (shifted cotangents) | "taps"
+  kernel_grad: str      # "patches" | "products" (shifted cotangents) | "taps" | "winograd"
   chunk: int            # examples per chunk of the forward pass
   grad_chunk: int       # examples per chunk of the backward pass (both gradients) and the kernel gradient
   input_grad_chunk: int  # examples per chunk of the input gradient as an op of its own (conv_transpose)
   by_conv: "Plan | None" = None   # for input_grad == "conv": the forward convolution of the cotangent
+  tile: int = 0         # for "winograd": outputs per tile and axis, F(tile, 3)
 
 
 def accumulation_dtype(dtype):
@@ -79,7 +86,14 @@ def accumulation_dtype(dtype):
   return jnp.dtype(jnp.float32) if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4 else dtype
 
 
-def choose_forward(spec: ConvSpec, channels):
+def winograd_tile(spec: ConvSpec, dtype):
+  """Outputs per tile and axis of a Winograd forward: F(4, 3) in 1-D and 2-D (float32 error about
+  10x the direct sum's, 3e-6 of the largest output, tests/ops/test_winograd.py), F(2, 3) in 3-D
+  (F(4, 3)'s error grows to 3e-5 there) and for 16-bit floats."""
+  return 4 if len(spec.window) <= 2 and jnp.dtype(dtype).itemsize >= 4 else 2
+
+
+def choose_forward(spec: ConvSpec, channels, dtype):
   """The forward algorithm: the caller's, or the one measured fastest for this shape.
 
   Grouped and single-channel convolutions multiply per tap ("shifted"; with one channel each
@@ -99,6 +113,9 @@ def choose_forward(spec: ConvSpec, channels):
   window, padded, out = spec.window, spec.padded, spec.out
   if spec.groups > 1 or channels == 1:
     return "shifted"
+  if (winograd.applies(window, spec.strides, spec.dilation, spec.groups) and channels >= WINOGRAD_FROM_CHANNELS
+      and jnp.dtype(dtype).itemsize >= 4 and math.prod(out) >= WINOGRAD_FROM_OUTPUTS):
+    return "winograd"
   if any(s > 1 for s in spec.strides) or padded[-1] > 2 * out[-1]:
     return "im2col"
   if len(window) >= 2:
@@ -115,7 +132,7 @@ def _input_grad_algorithm(spec: ConvSpec, chosen, channels):
   tap by tap in place below `COL2IM_IN_PLACE_BELOW_CHANNELS` channels at stride 1; a reshape
   when the window covers the input); per-tap products for grouped and "shifted" ones."""
   stride_1 = all(s == 1 for s in spec.strides)
-  if stride_1 and chosen in ("products", "hybrid") and channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS:
+  if chosen == "winograd" or stride_1 and chosen in ("products", "hybrid") and channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS:
     return "conv"
   if spec.groups == 1 and (chosen != "shifted" or channels == 1):
     if tuple(spec.window) == spec.padded and all(d == 1 for d in spec.dilation):
@@ -130,6 +147,8 @@ def _kernel_grad_algorithm(spec: ConvSpec, chosen, channels):
   fewer slices than the patch matrix, which halved LeNet-5's first layer's compile time; the patch
   matrix for im2col and strided single-channel inputs (per-tap GEMMs would contract to one column
   each); otherwise one GEMM per tap."""
+  if chosen == "winograd":
+    return "winograd"
   single = spec.groups == 1 and channels == 1
   if spec.groups == 1 and (chosen == "hybrid" or single) and spec.strides[-1] == 1:
     return "products"
@@ -150,6 +169,9 @@ def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, bac
   backward pass that falls back to col2im and the patch matrix.
   """
   window, out = spec.window, spec.out
+  if chosen == "winograd":
+    tile = winograd_tile(spec, jnp.float32 if itemsize >= 4 else jnp.float16)
+    return math.prod(winograd.tiles(out, tile)) * (tile + winograd.TAPS - 1) ** len(window) * (channels + c_out) * itemsize
   if chosen == "hybrid" and (not backward or input_grad == "conv"):
     positions = math.prod(out[:-1]) * spec.padded[-1]
     return positions * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
@@ -176,17 +198,19 @@ def _by_conv_plan(spec: ConvSpec, plan: Plan):
 
 def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   """The plan of a convolution of `(n, *spec.in_spatial, channels)` to `c_out` channels in `dtype`."""
-  chosen = choose_forward(spec, channels)
+  chosen = choose_forward(spec, channels, dtype)
   forward = chosen if spec.groups == 1 else "shifted"
   input_grad = _input_grad_algorithm(spec, chosen, channels)
   accum = accumulation_dtype(dtype)
   plan = Plan(spec.strides, spec.dilation, spec.groups, spec.padded, spec.out, spec.pads, spec.fill, spec.precision,
-              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n)
+              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n,
+              tile=winograd_tile(spec, dtype) if chosen == "winograd" else 0)
   if input_grad == "conv":
     plan = plan._replace(by_conv=_by_conv_plan(spec, plan))
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
-  # break up (measured 10x slower chunked): one chunk.
-  if spec.groups == channels > 1:
+  # break up (measured 10x slower chunked): one chunk. Accelerators keep their working sets in
+  # their own memory and run a scan's steps one after another: one chunk.
+  if spec.groups == channels > 1 or spec.backend != "cpu":
     return plan
   sizes = (spec, chosen, input_grad, channels, c_out, accum.itemsize)
   # The input gradient alone (a transposed convolution and its backward pass) holds the

@@ -11,13 +11,13 @@ from jax import lax
 
 from funconv.ops.gather import strided_window_slice, window_offsets
 from funconv.ops.padding import pad_spatial
-from funconv.ops.shapes import as_tuple, check_inexact, flatten_batch, resolve_window
+from funconv.ops.shapes import as_tuple, check_inexact, flatten_batch, positive_int, resolve_window, spatial_rank
 
 
 def _prepare(x, window, strides, padding, op):
-  """Checks and geometry: `(x3, batch, window, strides, pairs, fill, out)`."""
-  window = tuple(window) if not isinstance(window, int) else (window,)
-  rank = len(window)
+  """Checks and geometry: `(x3, batch, window, strides, pairs, fill, out)`. The window's rank (or the strides')
+  is the pooling's: an int window and stride pool one axis."""
+  rank = spatial_rank(op, window_shape=window, strides=strides) or 1
   window = as_tuple(window, rank, "window_shape", op)
   check_inexact(x, op, complex_ok=False)
   x3, batch = flatten_batch(jnp.asarray(x), rank, op)
@@ -99,17 +99,23 @@ def l2_pool(x, window_shape, strides=None, padding="VALID"):
   return jnp.sqrt(y).reshape(*batch, *y.shape[1:])
 
 
+def _spatial(x, rank, op):
+  """`x` checked to be a floating array with `rank` spatial axes and a channel axis (after any batch axes)."""
+  check_inexact(x, op, complex_ok=False)
+  x = jnp.asarray(x)
+  flatten_batch(x, positive_int(rank, "rank", op), op)
+  return x
+
+
 def global_avg_pool(x, rank: int = 2):
   """Mean over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
-  check_inexact(x, "global_avg_pool", complex_ok=False)
-  flatten_batch(x, rank, "global_avg_pool")
+  x = _spatial(x, rank, "global_avg_pool")
   return jnp.mean(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
 
 def global_max_pool(x, rank: int = 2):
   """Maximum over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
-  check_inexact(x, "global_max_pool", complex_ok=False)
-  flatten_batch(x, rank, "global_max_pool")
+  x = _spatial(x, rank, "global_max_pool")
   return jnp.max(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
 
@@ -131,9 +137,12 @@ def adaptive_avg_pool(x, output_size):
     >>> adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape
     (2, 6, 6, 256)
   """
-  check_inexact(x, "adaptive_avg_pool", complex_ok=False)
-  rank = len(output_size)
-  flatten_batch(x, rank, "adaptive_avg_pool")
+  op = "adaptive_avg_pool"
+  rank = spatial_rank(op, output_size=output_size) or 1
+  output_size = as_tuple(output_size, rank, "output_size", op)
+  x = _spatial(x, rank, op)
+  if 0 in x.shape[x.ndim - rank - 1:-1]:
+    raise ValueError(f"{op}: x's spatial axes {x.shape[x.ndim - rank - 1:-1]} must not be empty (x.shape={x.shape})")
   for i, m in enumerate(output_size):
     axis = x.ndim - rank - 1 + i
     weights = _adaptive_weights(x.shape[axis], m, x.dtype)

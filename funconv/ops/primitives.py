@@ -146,6 +146,7 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
 
   def lowering(ctx, *args, spec):
     several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1   # else nothing to partition
+    spec = spec._replace(backend=ctx.module_context.platforms[0])   # the plan may differ per backend
     return mlir.lower_fun(functools.partial(lowered, spec=spec, several_devices=several),
                           multiple_results=multiple_results)(ctx, *args)
 

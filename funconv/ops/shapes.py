@@ -4,6 +4,7 @@ Output sizes (convolution, transposed convolution, pooling), padding specificati
 `(low, high)` pairs, the window fitting the padded input, groups dividing the channels, dtypes.
 """
 import math
+import operator
 from typing import Sequence
 
 import jax.numpy as jnp
@@ -14,22 +15,87 @@ EDGE_MODES = {"CIRCULAR": "wrap", "REFLECT": "reflect"}
 _STRING_MODES = ("SAME", "SAME_LOWER", "VALID", "CAUSAL", *EDGE_MODES)
 
 
+def _as_int(value) -> int | None:
+  """`value` as a Python int if it is an integer (a bool is not), else None."""
+  try:
+    return None if isinstance(value, bool) else operator.index(value)
+  except TypeError:
+    return None
+
+
+def _is_sequence(value) -> bool:
+  return hasattr(value, "__len__") and hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+
+
+def positive_int(value, name: str, op: str) -> int:
+  """`value` as an int >= 1: a count, size, stride or dilation. Raises TypeError (not an integer) or ValueError
+  (below 1) naming `op`, the argument `name` and the value."""
+  n = _as_int(value)
+  if n is None:
+    raise TypeError(f"{op}: {name} must be an int >= 1, got {value!r} of type {type(value).__name__}")
+  if n < 1:
+    raise ValueError(f"{op}: {name} must be an int >= 1, got {name}={value!r}")
+  return n
+
+
 def as_tuple(value, rank: int, name: str, op: str) -> tuple[int, ...]:
   """`value` (None, an int, or one int per spatial axis) as `rank` positive ints.
 
-  None means 1 on every axis. Raises ValueError naming `op` and `name` otherwise.
+  None means 1 on every axis, an int that value on every axis. Raises ValueError (TypeError for
+  a value that is not an int or a sequence of ints) naming `op`, `name` and the value.
   """
   if value is None:
     return (1,) * rank
-  if isinstance(value, int):
-    value = (value,) * rank
-  value = tuple(value)
-  if len(value) != rank or not all(isinstance(v, (int,)) or hasattr(v, "__index__") for v in value):
+  if _as_int(value) is not None:
+    return (positive_int(value, name, op),) * rank
+  if not _is_sequence(value):
+    raise TypeError(f"{op}: {name} must be an int or {rank} ints (one per spatial axis), got {value!r}")
+  if len(value) != rank:
     raise ValueError(f"{op}: {name} must be an int or {rank} ints (one per spatial axis), got {value!r}")
-  value = tuple(int(v) for v in value)
-  if any(v < 1 for v in value):
-    raise ValueError(f"{op}: every {name} must be >= 1, got {name}={value}")
-  return value
+  return tuple(positive_int(v, f"{name}[{i}]", op) for i, v in enumerate(value))
+
+
+def spatial_rank(op: str, **window_args) -> int | None:
+  """The spatial rank that a layer's window arguments (`filter_shape=`, `strides=`, ...) fix: the length of those
+  given as sequences, or None when each is an int or None, the rank then being the input's (`Conv(8, 3)` is 3x3
+  on images and 3 on sequences). Checks every argument as `as_tuple` does, and that the sequences agree."""
+  ranks = {name: len(v) for name, v in window_args.items() if _as_int(v) is None and _is_sequence(v)}
+  if len(set(ranks.values())) > 1:
+    raise ValueError(f"{op}: {' and '.join(ranks)} must have one entry per spatial axis each, got "
+                     + ", ".join(f"{name}={window_args[name]!r}" for name in ranks))
+  rank = next(iter(ranks.values()), None)
+  for name, value in window_args.items():
+    as_tuple(value, rank or 1, name, op)
+  return rank
+
+
+def layer_window(op: str, **window_args):
+  """Checks a layer's window arguments now (`filter_shape=`, `strides=`, ...; see `spatial_rank`) and returns
+  `resolve(input_shape)`: their values with one int per spatial axis of the input `(*spatial, C)`, whose rank must
+  be the one they fix, or any rank from 1 on when they are all ints."""
+  rank = spatial_rank(op, **window_args)
+  noun = next(iter(window_args)).removesuffix("_shape")
+
+  def resolve(input_shape):
+    spatial = len(input_shape) - 1
+    if rank is not None and spatial != rank:
+      raise ValueError(f"{op}: a {rank}-D {noun} needs input_shape (*spatial, C) with {rank} spatial axes, "
+                       f"got {tuple(input_shape)}")
+    if spatial < 1:
+      raise ValueError(f"{op}: needs input_shape (*spatial, C) with at least one spatial axis, got {tuple(input_shape)}")
+    return tuple(as_tuple(value, spatial, name, op) for name, value in window_args.items())
+
+  return resolve
+
+
+def as_shape(shape, name: str, op: str) -> tuple[int, ...]:
+  """`shape` as a tuple of ints >= 0 (an array's shape); TypeError or ValueError naming `op`, `name` and the value."""
+  sizes = [_as_int(n) for n in shape] if _is_sequence(shape) else [None]
+  if None in sizes:
+    raise TypeError(f"{op}: {name} must be a tuple of ints, got {shape!r}")
+  if any(n < 0 for n in sizes):
+    raise ValueError(f"{op}: {name} must be a tuple of ints >= 0, got {tuple(sizes)}")
+  return tuple(sizes)
 
 
 def dilate_size(size: int, dilation: int) -> int:
@@ -44,6 +110,8 @@ def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[
   With symmetric padding `P` this is the textbook `(W - K + 2P) / S + 1`. Returns 0 or less when
   the dilated window does not fit in the padded input.
   """
+  stride, dilation = positive_int(stride, "stride", "conv_output_size"), positive_int(dilation, "dilation",
+                                                                                      "conv_output_size")
   return (in_size + padding[0] + padding[1] - dilate_size(window, dilation)) // stride + 1
 
 
@@ -89,12 +157,12 @@ def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], str
       raise ValueError(f"{op}: padding='REFLECT' needs every pad smaller than the input; pads {pairs} "
                        f"for spatial shape {tuple(in_shape)}")
     return pairs, fill
-  if isinstance(padding, int):
+  if _as_int(padding) is not None:
     padding = ((padding, padding),) * rank
   try:
-    pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+    pairs = tuple((operator.index(lo), operator.index(hi)) for lo, hi in padding)
   except (TypeError, ValueError):
-    raise ValueError(f"{op}: padding must be a string, an int or {rank} (low, high) pairs, "
+    raise ValueError(f"{op}: padding must be a string, an int or {rank} (low, high) pairs of ints, "
                      f"got {padding!r}") from None
   if len(pairs) != rank:
     raise ValueError(f"{op}: padding needs one (low, high) pair per spatial axis ({rank}), got {padding!r}")
@@ -116,9 +184,12 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
     >>> conv_output_shape((32, 32), (3, 3), strides=2, padding="SAME")
     (16, 16)
   """
-  rank = len(window)
-  strides = as_tuple(strides, rank, "strides", op)
-  dilation = as_tuple(dilation, rank, "dilation", op)
+  in_shape = as_shape(in_shape, "in_shape", op)
+  rank = spatial_rank(op, window=window, strides=strides, dilation=dilation) or len(in_shape)
+  if len(in_shape) != rank:
+    raise ValueError(f"{op}: in_shape {in_shape} must have one size per window axis ({rank}), window={window!r}")
+  window, strides, dilation = (as_tuple(v, rank, name, op) for name, v in
+                               (("window", window), ("strides", strides), ("dilation", dilation)))
   pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
   return output_shape(in_shape, window, strides, pairs, dilation)
 
@@ -146,8 +217,7 @@ def resolve_window(in_shape: Sequence[int], window: Sequence[int], strides: Sequ
 def check_groups(channels: int, c_out: int, groups, op: str, shapes: str = "", kernel_in: int | None = None):
   """Raise ValueError, naming `op` and `shapes`, unless `groups` is a positive int dividing `channels`
   and `c_out`, and (given a kernel's `kernel_in` input channels) `channels == groups * kernel_in`."""
-  if not isinstance(groups, int) or groups < 1:
-    raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+  positive_int(groups, "groups", op)
   if channels % groups or c_out % groups:
     raise ValueError(f"{op}: groups={groups} must divide the input channels ({channels}) and the output "
                      f"channels ({c_out}){shapes}")

@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 import funconv as fc
 from experiments.native import native_conv, native_conv_transpose
 
-from funconv.ops import gather, plan
+from funconv.ops import gather, plan, winograd
 
 PADDINGS = ["VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "CAUSAL", "int", "pairs"]
 
@@ -102,9 +102,18 @@ def assert_close_with_grads(ours, native, x, w, rng):
     np.testing.assert_allclose(ours_grad, ref_grad, atol=4 * tol * max(1.0, g.size ** 0.25), rtol=1e-4)
 
 
+def winograd_refused(cfg, groups):
+  """Whether the config forces Winograd where it does not apply (then the call must say so)."""
+  return cfg["algorithm"] == "winograd" and not winograd.applies(cfg["window"], cfg["strides"], cfg["dilation"], groups)
+
+
 def run_conv(cfg):
   x, w, key = arrays(cfg)
   args = (cfg["strides"], cfg["padding"], cfg["dilation"], cfg["groups"])
+  if winograd_refused(cfg, cfg["groups"]):
+    with pytest.raises(ValueError, match="winograd"):
+      fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"])
+    return
   with chunk_bytes(cfg["chunk"]):
     try:
       expected_shape = jax.eval_shape(lambda x, w: native_conv(x, w, *args), x, w).shape
@@ -139,12 +148,16 @@ def test_conv_transpose_matches_native_forward_and_gradients(cfg):
     with pytest.raises(ValueError, match="conv_transpose"):
       fc.ops.conv_transpose(x, w, *args)
     return
+  if winograd_refused(cfg, 1):
+    with pytest.raises(ValueError, match="winograd"):
+      fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"])
+    return
   with chunk_bytes(cfg["chunk"]):
     assert_close_with_grads(lambda x, w: fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"]),
                             lambda x, w: native_conv_transpose(x, w, *args), x, w, key)
 
 
-@pytest.mark.parametrize("algorithm", plan.FORWARD_ALGORITHMS)
+@pytest.mark.parametrize("algorithm", [a for a in plan.FORWARD_ALGORITHMS if a != "winograd"])  # test_winograd.py
 @pytest.mark.parametrize("groups,c_in", [(1, 4), (2, 4), (4, 4)])
 def test_check_grads_second_order(algorithm, groups, c_in):
   with jax.enable_x64(True):

@@ -19,8 +19,9 @@ def make(x_shape, w_shape, strides=1, padding="SAME", groups=1, dtype=jnp.float3
 
 @pytest.mark.parametrize("x_shape,w_shape,strides,groups,expected", [
     ((128, 28, 28, 1), (5, 5, 1, 6), 1, 1, ("shifted", "col2im_in_place", "products")),  # LeNet-5 layer 1
-    ((128, 16, 16, 32), (3, 3, 32, 32), 1, 1, ("im2col", "col2im", "patches")),     # short last axis
-    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, ("hybrid", "conv", "products")),       # dx as a conv of g
+    ((128, 16, 16, 32), (3, 3, 32, 32), 1, 1, ("winograd", "conv", "winograd")),   # 3x3 stride 1
+    ((128, 32, 32, 16), (3, 3, 16, 16), 1, 1, ("hybrid", "conv", "products")),     # dx as a conv of g
+    ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, ("winograd", "conv", "winograd")),
     ((64, 28, 28, 128), (3, 3, 128, 128), 2, 1, ("im2col", "col2im", "patches")),   # strided
     ((128, 32, 32, 32), (3, 3, 1, 32), 1, 32, ("shifted", "taps", "taps")),         # depthwise
     ((64, 1024, 32), (7, 32, 64), 1, 1, ("products", "conv", "taps")),              # 1-D, large
@@ -52,7 +53,9 @@ def test_the_callers_algorithm_is_kept_and_grouped_ones_run_per_tap():
   assert make((2, 8, 8, 4), (3, 3, 4, 4), algorithm="products").forward == "products"
   assert make((2, 8, 8, 4), (3, 3, 2, 4), groups=2, algorithm="im2col").forward == "shifted"
   with pytest.raises(ValueError, match="unknown algorithm"):
-    fc.ops.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2)), algorithm="winograd")
+    fc.ops.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2)), algorithm="fft")
+  with pytest.raises(ValueError, match="'winograd' computes ungrouped convolutions with 3-tap windows"):
+    fc.ops.conv(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2)), 2, algorithm="winograd")
 
 
 def test_gradients_use_the_fused_primitives():
