@@ -113,8 +113,9 @@ def choose_forward(spec: ConvSpec, channels, dtype):
   window, padded, out = spec.window, spec.padded, spec.out
   if spec.groups > 1 or channels == 1:
     return "shifted"
-  if (winograd.applies(window, spec.strides, spec.dilation, spec.groups) and channels >= WINOGRAD_FROM_CHANNELS
-      and jnp.dtype(dtype).itemsize >= 4 and math.prod(out) >= WINOGRAD_FROM_OUTPUTS):
+  if (spec.backend == "cpu" and winograd.applies(window, spec.strides, spec.dilation, spec.groups)
+      and channels >= WINOGRAD_FROM_CHANNELS and jnp.dtype(dtype).itemsize >= 4
+      and math.prod(out) >= WINOGRAD_FROM_OUTPUTS):
     return "winograd"
   if any(s > 1 for s in spec.strides) or padded[-1] > 2 * out[-1]:
     return "im2col"
@@ -132,7 +133,8 @@ def _input_grad_algorithm(spec: ConvSpec, chosen, channels):
   tap by tap in place below `COL2IM_IN_PLACE_BELOW_CHANNELS` channels at stride 1; a reshape
   when the window covers the input); per-tap products for grouped and "shifted" ones."""
   stride_1 = all(s == 1 for s in spec.strides)
-  if chosen == "winograd" or stride_1 and chosen in ("products", "hybrid") and channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS:
+  wide = channels >= INPUT_GRAD_BY_CONV_FROM_CHANNELS
+  if chosen == "winograd" or stride_1 and chosen in ("products", "hybrid") and wide:
     return "conv"
   if spec.groups == 1 and (chosen != "shifted" or channels == 1):
     if tuple(spec.window) == spec.padded and all(d == 1 for d in spec.dilation):
@@ -161,7 +163,7 @@ def _chunk_size(n, per_example_bytes):
   return max((d for d in range(1, min(n, target) + 1) if n % d == 0), default=1)
 
 
-def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, backward=False):
+def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, tile, backward=False):
   """Bytes per example of the largest intermediates of the forward (or backward) pass.
 
   The patch matrix (or the products, or the per-tap slices) for most; for "hybrid" the patches
@@ -169,9 +171,9 @@ def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, bac
   backward pass that falls back to col2im and the patch matrix.
   """
   window, out = spec.window, spec.out
-  if chosen == "winograd":
-    tile = winograd_tile(spec, jnp.float32 if itemsize >= 4 else jnp.float16)
-    return math.prod(winograd.tiles(out, tile)) * (tile + winograd.TAPS - 1) ** len(window) * (channels + c_out) * itemsize
+  if chosen == "winograd":   # the transformed input and products, `(a / m)^d` times the output positions
+    transformed = math.prod(winograd.tiles(out, tile)) * (tile + winograd.TAPS - 1) ** len(window)
+    return transformed * (channels + c_out) * itemsize
   if chosen == "hybrid" and (not backward or input_grad == "conv"):
     positions = math.prod(out[:-1]) * spec.padded[-1]
     return positions * (math.prod(window[:-1]) * channels + window[-1] * c_out) * itemsize
@@ -202,9 +204,9 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   forward = chosen if spec.groups == 1 else "shifted"
   input_grad = _input_grad_algorithm(spec, chosen, channels)
   accum = accumulation_dtype(dtype)
+  tile = winograd_tile(spec, dtype) if chosen == "winograd" else 0
   plan = Plan(spec.strides, spec.dilation, spec.groups, spec.padded, spec.out, spec.pads, spec.fill, spec.precision,
-              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n,
-              tile=winograd_tile(spec, dtype) if chosen == "winograd" else 0)
+              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n, tile=tile)
   if input_grad == "conv":
     plan = plan._replace(by_conv=_by_conv_plan(spec, plan))
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
@@ -212,7 +214,7 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   # their own memory and run a scan's steps one after another: one chunk.
   if spec.groups == channels > 1 or spec.backend != "cpu":
     return plan
-  sizes = (spec, chosen, input_grad, channels, c_out, accum.itemsize)
+  sizes = (spec, chosen, input_grad, channels, c_out, accum.itemsize, tile)
   # The input gradient alone (a transposed convolution and its backward pass) holds the
   # per-tap parts of col2im, `K * C` per output position (measured on rows 13-15).
   col2im_parts = math.prod(spec.out) * math.prod(spec.window) * channels * accum.itemsize

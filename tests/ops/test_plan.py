@@ -67,3 +67,13 @@ def test_gradients_use_the_fused_primitives():
   assert names(jax.grad(loss, 1), x, w) == ["funconv_conv", "funconv_conv_kernel_grad"]
   assert names(lambda x, w: jax.jvp(lambda x, w: fc.ops.conv(x, w), (x, w), (x, w)), x, w) == [
       "funconv_conv", "funconv_conv_tangent"]
+
+
+def test_accelerators_get_their_own_plan():
+  """Off the CPU: no batch chunks (a scan's steps would run one after another) and no Winograd
+  (slower than hybrid on an H100: experiments/results/bench_conv_h100.json)."""
+  x, w = jnp.zeros((64, 56, 56, 64)), jnp.zeros((3, 3, 64, 64))
+  pairs, fill = fc.ops.resolve_padding("SAME", x.shape[1:-1], w.shape[:-2], (1, 1), (1, 1), "test")
+  spec = conv_spec(x, w, (1, 1), (1, 1), 1, pairs, fill)._replace(backend="cuda")
+  gpu = plan_module.make_plan(spec, 64, 64, 64, jnp.float32)
+  assert gpu.forward != "winograd" and gpu.chunk == gpu.grad_chunk == 64
