@@ -1,19 +1,24 @@
-"""Checkpoints of a whole `TrainState` and the data-order position, written atomically.
+"""Checkpoints of a whole `TrainState` and the data-order position, written atomically and durably.
 
 Format: one NumPy `.npz` archive (a standard, dependency-free format) holding every leaf of the
 train state in tree order plus a JSON record of the position and the tree structure's string
-for checking. It is written to a temporary file in the same directory, flushed to disk, and
-renamed over the old checkpoint (`os.replace`), so a process killed mid-write leaves the
-previous checkpoint intact. orbax-checkpoint would add tensorstore and an async runtime for
-what one small file does here.
+for checking. orbax-checkpoint would add tensorstore and an async runtime for what one small
+file does here. `save` keeps the checkpoint it replaces as `previous(path)`, and `load_latest`
+falls back to it, so neither a process killed at any point nor a damaged newest file loses the run.
 """
 import json
 import os
 import pathlib
-import tempfile
+import warnings
+import zipfile
 
 import jax
 import numpy as np
+
+# What zipfile, np.load and json raise on a truncated or corrupted archive (found by truncating a
+# checkpoint at every length and flipping each of its bytes; OSError: a seek to a damaged offset).
+# zipfile's CRC-32 catches damaged data.
+_DAMAGED = (zipfile.BadZipFile, EOFError, KeyError, ValueError, NotImplementedError, RuntimeError, OSError)
 
 
 def _is_key(leaf):
@@ -25,33 +30,67 @@ def _leaves(tree):
   return [np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf) for leaf in jax.tree.leaves(tree)]
 
 
+def previous(path):
+  """Where `save` keeps the checkpoint that `path` replaced: `ckpt.npz` -> `ckpt.prev.npz`."""
+  path = pathlib.Path(path)
+  return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _fsync_dir(directory):
+  fd = os.open(directory, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
 def save(path, train_state, position):
-  """Atomically write `train_state` and the JSON-able `position` (e.g. epoch, batch) to `path`."""
+  """Write `train_state` and the JSON-able `position` (e.g. epoch, batch) to `path`, keeping the old `path`.
+
+  The archive goes to `.{name}.tmp` beside `path` and is fsynced; then the old checkpoint is renamed
+  to `previous(path)`, the new one to `path`, and the directory is fsynced, so that the renames
+  survive a power cut as the file does. A process killed at any point leaves a complete newest
+  checkpoint at `path` or, between the two renames, at `previous(path)`; an error while writing
+  (`OSError` ENOSPC on a full disk) removes the temporary file and leaves both untouched.
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = {f"leaf_{i}": leaf for i, leaf in enumerate(_leaves(train_state))}
   meta = json.dumps(dict(position=position, treedef=str(jax.tree.structure(train_state))))
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  tmp = path.with_name(f".{path.name}.tmp")   # one fixed name: a killed writer's leftover is overwritten next time
   try:
-    with os.fdopen(fd, "wb") as f:
+    with open(tmp, "wb") as f:
       np.savez(f, __meta__=np.frombuffer(meta.encode(), np.uint8), **arrays)
       f.flush()
       os.fsync(f.fileno())
+    if path.exists():
+      os.replace(path, previous(path))
     os.replace(tmp, path)
   except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
+    tmp.unlink(missing_ok=True)
     raise
+  _fsync_dir(path.parent)
 
 
 def load(path, template):
-  """`(train_state, position)` from `path`, shaped like `template` (a TrainState of the same model)."""
-  with np.load(pathlib.Path(path)) as archive:
-    meta = json.loads(archive["__meta__"].tobytes().decode())
-    leaves = [archive[f"leaf_{i}"] for i in range(len(archive.files) - 1)]
+  """`(train_state, position)` from `path`, shaped like `template` (a TrainState of the same model).
+
+  Raises `FileNotFoundError` for a missing file, and `ValueError` naming `path` for a truncated or
+  corrupted one or one that holds another model's state.
+  """
   treedef = jax.tree.structure(template)
   like_leaves = jax.tree.leaves(template)
-  if (meta["treedef"] != str(treedef) or len(leaves) != len(like_leaves)
-      or any(np.shape(a) != np.shape(jax.random.key_data(b) if _is_key(b) else b) for a, b in zip(leaves, like_leaves))):
+  with open(path, "rb") as f:   # outside the `try`: a missing file is no damaged one
+    try:
+      with np.load(f) as archive:
+        meta = json.loads(archive["__meta__"].tobytes().decode())
+        same = meta["treedef"] == str(treedef)
+        leaves = [archive[f"leaf_{i}"] for i in range(len(like_leaves))] if same else []
+    except _DAMAGED as err:
+      raise ValueError(f"checkpoint {path} is truncated or corrupted and cannot be loaded ({type(err).__name__}: "
+                       f"{err})") from err
+  if not same or any(np.shape(a) != np.shape(jax.random.key_data(b) if _is_key(b) else b)
+                     for a, b in zip(leaves, like_leaves)):
     raise ValueError(f"checkpoint {path} holds a different train state structure than the model being trained")
   restored = []
   for leaf, like in zip(leaves, like_leaves):
@@ -60,3 +99,27 @@ def load(path, template):
     else:
       restored.append(jax.numpy.asarray(leaf, like.dtype))
   return jax.tree.unflatten(treedef, restored), meta["position"]
+
+
+def load_latest(path, template):
+  """`load` of the newest loadable checkpoint: `path`, else `previous(path)`; None when neither exists.
+
+  `path` is missing only where a writer was killed between its two renames; where it is damaged
+  (or mismatched), a `UserWarning` says so and the previous checkpoint is loaded. Raises the first
+  `ValueError` when no file stands in.
+  """
+  failure = None
+  for candidate in (pathlib.Path(path), previous(path)):
+    try:
+      restored = load(candidate, template)
+    except FileNotFoundError:
+      continue
+    except ValueError as err:
+      failure = failure or err
+      continue
+    if failure is not None:
+      warnings.warn(f"{failure}; loading the previous checkpoint {candidate} instead", stacklevel=2)
+    return restored
+  if failure is not None:
+    raise failure
+  return None

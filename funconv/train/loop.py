@@ -55,10 +55,11 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
   `patience` epochs, keeping the best epoch's state. At the end: test metrics of the best state,
   `out_dir/curves.png` and `out_dir/metrics.json`.
 
-  `resume=True` continues from `out_dir/checkpoint.npz` (mid-epoch included) and reproduces the
-  uninterrupted run bit for bit on CPU. A NaN or infinite loss raises `FloatingPointError`
-  naming the step; the last checkpoint written before it is intact. `max_steps` stops early
-  (for tests and benchmarks).
+  `resume=True` continues from `out_dir/checkpoint.npz` (mid-epoch included), or from the previous
+  checkpoint `checkpoint.prev.npz` where that one is missing or damaged (with a warning), and
+  reproduces the uninterrupted run bit for bit on CPU. A NaN or infinite loss raises
+  `FloatingPointError` naming the step; the last checkpoint written before it is intact.
+  `max_steps` stops early (for tests and benchmarks).
   """
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -73,8 +74,9 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
                                      label_smoothing=label_smoothing)
   ts = init_train_state(model, optimizer, x_train.shape[1:], seed)
   position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
-  if resume and ckpt_path.exists():
-    ts, position = checkpoint.load(ckpt_path, ts)
+  restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
+  if restored is not None:
+    ts, position = restored
   steps_per_epoch = num_batches(len(x_train), batch_size)
   if steps_per_epoch == 0:
     raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(x_train)} examples)")
@@ -125,7 +127,8 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
             f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)", flush=True)
 
   # The training step donates its input buffers, so the best state is read back from its file.
-  best_ts = checkpoint.load(best_path, ts)[0] if best_path.exists() else ts
+  best = checkpoint.load_latest(best_path, ts)
+  best_ts = ts if best is None else best[0]
   test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size)
   report = dict(history=position["history"], test_loss=test["loss"], test_accuracy=test["accuracy"],
                 test_top_k_accuracy=test["top_k_accuracy"], best_val_accuracy=position["best"],
