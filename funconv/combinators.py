@@ -1,12 +1,21 @@
 """Combinators: layers made of layers, as in `jax.example_libraries.stax`.
 
 A combinator's params and state are tuples of its children's; keys are split so that no two
-children share one.
+children share one. Each child runs in the scope of its index, so that `summary` rows and error
+messages name it by its path (`3.1.0.Conv`); a container checks that its params, state and inputs
+hold one entry per child, and each child checks its own.
 """
 import jax.numpy as jnp
 
-from funconv.layers.base import Layer, child_fields, fan_out_field, merge_fields, scope, split_key
+from funconv.layers.base import (check_entries, check_layer, checked, child_fields, fan_out_field, merge_fields, named,
+                                 scope, split_key)
 from funconv.layers.core import Identity
+from funconv.ops.shapes import positive_int
+
+
+def _check_layers(name, layers):
+  for i, child in enumerate(layers):
+    check_layer(child, name, f"layers[{i}]")
 
 
 def serial(*layers):
@@ -16,6 +25,8 @@ def serial(*layers):
     >>> net = serial(Conv(8, (3, 3)), Relu, Flatten, Dense(10))
     >>> out_shape, params, state = net.init(jax.random.key(0), (28, 28, 1))   # (10,)
   """
+  _check_layers("serial", layers)
+
   def init(key, input_shape):
     params, states = [], []
     for i, (child, k) in enumerate(zip(layers, split_key(key, len(layers)))):
@@ -26,20 +37,24 @@ def serial(*layers):
     return input_shape, tuple(params), tuple(states)
 
   def apply(params, state, x, *, key=None, train=False):
+    for what, value in (("params", params), ("state", state)):
+      check_entries("serial", what, value, len(layers))
     new_states = []
-    for child, p, s, k in zip(layers, params, state, split_key(key, len(layers))):
-      x, s = child.apply(p, s, x, key=k, train=train)
+    for i, (child, p, s, k) in enumerate(zip(layers, params, state, split_key(key, len(layers)))):
+      with scope(str(i)):
+        x, s = child.apply(p, s, x, key=k, train=train)
       new_states.append(s)
     return x, tuple(new_states)
 
-  return Layer(init, apply)
+  return named("serial", init, apply)
 
 
 def parallel(*layers):
   """Applies the `i`-th layer to the `i`-th input of a list (from `FanOut`); returns a list."""
+  _check_layers("parallel", layers)
+
   def init(key, input_shape):
-    if len(input_shape) != len(layers):
-      raise ValueError(f"parallel: {len(layers)} layers need a list of {len(layers)} input shapes, got {input_shape!r}")
+    check_entries("parallel", "input_shape", input_shape, len(layers))
     rec, fields = child_fields()
     shapes, params, states = [], [], []
     for i, (child, shape, k) in enumerate(zip(layers, input_shape, split_key(key, len(layers)))):
@@ -57,18 +72,23 @@ def parallel(*layers):
     return shapes, tuple(params), tuple(states)
 
   def apply(params, state, xs, *, key=None, train=False):
+    for what, value in (("params", params), ("state", state), ("x", xs)):
+      check_entries("parallel", what, value, len(layers))
     outs, new_states = [], []
-    for child, p, s, x, k in zip(layers, params, state, xs, split_key(key, len(layers))):
-      y, s = child.apply(p, s, x, key=k, train=train)
+    for i, (child, p, s, x, k) in enumerate(zip(layers, params, state, xs, split_key(key, len(layers)))):
+      with scope(str(i)):
+        y, s = child.apply(p, s, x, key=k, train=train)
       outs.append(y)
       new_states.append(s)
     return outs, tuple(new_states)
 
-  return Layer(init, apply)
+  return named("parallel", init, apply)
 
 
 def FanOut(num):
   """Copies its input into a list of `num` (for `parallel`)."""
+  positive_int(num, "num", "FanOut")
+
   def init(key, input_shape):
     fan_out_field(num)
     return [input_shape] * num, (), ()
@@ -76,14 +96,19 @@ def FanOut(num):
   def apply(params, state, x, *, key=None, train=False):
     return [x] * num, state
 
-  return Layer(init, apply)
+  return checked("FanOut", init, apply)
 
 
-def _fan_in_init(combine_shapes):
+def _fan_in(name, combine_shapes, apply):
+  """A fan-in layer: its input is a list (from `parallel`), its shape rule `combine_shapes(shapes)`, which
+  `apply` checks too."""
   def init(key, input_shape):
+    if not isinstance(input_shape, list) or not input_shape:
+      raise ValueError(f"{name}: the input must be a list of inputs (FanOut, then parallel), got input_shape "
+                       f"{input_shape}")
     merge_fields()
-    return combine_shapes(list(input_shape)), (), ()
-  return init
+    return combine_shapes(input_shape), (), ()
+  return checked(name, init, apply)
 
 
 def _sum_shapes(shapes):
@@ -96,14 +121,19 @@ def _sum_apply(params, state, xs, *, key=None, train=False):
   return sum(xs[1:], xs[0]), state
 
 
-FanInSum = Layer(_fan_in_init(_sum_shapes), _sum_apply)
+FanInSum = _fan_in("FanInSum", _sum_shapes, _sum_apply)
 # FanInSum: Sums a list of same-shaped inputs.
 
 
 def FanInConcat(axis=-1):
   """Concatenates a list of inputs along per-example `axis` (default: channels)."""
+  if isinstance(axis, bool) or not isinstance(axis, int):
+    raise TypeError(f"FanInConcat: axis must be an int, got {axis!r}")
+
   def combine(shapes):
     rank = len(shapes[0])
+    if not -rank <= axis < rank:
+      raise ValueError(f"FanInConcat: axis={axis} is out of range for inputs of rank {rank}, got shapes {shapes}")
     ax = axis % rank
     if any(len(s) != rank or tuple(s[:ax]) + tuple(s[ax + 1:]) != tuple(shapes[0][:ax]) + tuple(shapes[0][ax + 1:])
            for s in shapes):
@@ -113,20 +143,28 @@ def FanInConcat(axis=-1):
   def apply(params, state, xs, *, key=None, train=False):
     return jnp.concatenate(xs, axis), state
 
-  return Layer(_fan_in_init(combine), apply)
+  return _fan_in("FanInConcat", combine, apply)
 
 
 def shape_dependent(make_layer):
   """A layer chosen from the input shape: `make_layer(input_shape)` returns the layer to use."""
+  if not callable(make_layer):
+    raise TypeError(f"shape_dependent: make_layer must be a function of the input shape, got {make_layer!r}")
+
+  def make(shape):
+    return check_layer(make_layer(shape), "shape_dependent", f"make_layer({shape})")
+
   def init(key, input_shape):
-    return make_layer(input_shape).init(key, input_shape)
+    return make(input_shape).init(key, input_shape)
 
   def apply(params, state, x, *, key=None, train=False):
-    return make_layer(x.shape).apply(params, state, x, key=key, train=train)
+    return make(x.shape).apply(params, state, x, key=key, train=train)
 
-  return Layer(init, apply)
+  return named("shape_dependent", init, apply)
 
 
 def residual(main, shortcut=Identity):
   """`main(x) + shortcut(x)`: the ResNet block's skip connection (projection via `shortcut`)."""
+  check_layer(main, "residual", "main")
+  check_layer(shortcut, "residual", "shortcut")
   return serial(FanOut(2), parallel(main, shortcut), FanInSum)

@@ -1,13 +1,15 @@
 """Looking inside a model without running it: `summary`, `receptive_field`; and `from_stax`."""
 import jax
 
-from funconv.layers.base import Layer, recording
+from funconv.layers.base import UNKNOWN, check_input_shape, check_layer, layer, recording
 
 
-def _record(layer, input_shape):
+def _record(layer, input_shape, op):
   """Every leaf layer's row, from `init` under `jax.eval_shape`: shapes only, nothing allocated."""
+  check_layer(layer, op)
+  input_shape = check_input_shape(input_shape, op)
   with recording(input_shape) as rec:
-    jax.eval_shape(lambda: layer.init(jax.random.key(0), tuple(input_shape)))
+    jax.eval_shape(lambda: layer.init(jax.random.key(0), input_shape))
   return rec.rows
 
 
@@ -24,7 +26,7 @@ def summary(layer, input_shape, print_fn=print):
     >>> info["params"]
     54170
   """
-  rows = _record(layer, input_shape)
+  rows = _record(layer, input_shape, "summary")
   totals = dict(params=sum(r["params"] for r in rows), state=sum(r["state"] for r in rows),
                 macs=sum(r["macs"] for r in rows))
   if print_fn is not None:
@@ -44,7 +46,8 @@ def receptive_field(layer, input_shape):
   that can affect one output), `jump` (input pixels between neighbouring outputs) and `start`
   (centre of the first output's field, in input coordinates; negative inside the padding).
   Layers after a Flatten or global pool see the whole input: their field is None. Across a
-  fan-in the widest branch counts.
+  fan-in the widest branch counts. The geometry of a `from_stax` layer is not known: from it on
+  (until a Flatten or global pool) `size`, `jump` and `start` are the string `"unknown"`.
 
   Example:
     >>> rf = receptive_field(serial(Conv(8, (3, 3)), Conv(8, (3, 3))), (32, 32, 3))
@@ -52,34 +55,36 @@ def receptive_field(layer, input_shape):
     (5, 5)
   """
   out = []
-  for r in _record(layer, input_shape):
+  for r in _record(layer, input_shape, "receptive_field"):
     field = r["field"]
-    out.append(dict(name=r["name"], output_shape=r["output_shape"],
-                    size=None if field is None else tuple(s for _, s, _ in field),
-                    jump=None if field is None else tuple(j for j, _, _ in field),
-                    start=None if field is None else tuple(st for _, _, st in field)))
+    per_axis = lambda i: field if field is None or field is UNKNOWN else tuple(f[i] for f in field)
+    out.append(dict(name=r["name"], output_shape=r["output_shape"], size=per_axis(1), jump=per_axis(0),
+                    start=per_axis(2)))
   return out
 
 
-def from_stax(stax_layer):
-  """Wrap a `jax.example_libraries.stax` layer `(init_fun, apply_fun)` as a funconv `Layer`.
+def from_stax(stax_layer, name="stax"):
+  """Wrap a `jax.example_libraries.stax` layer `(init_fun, apply_fun)` as a funconv `Layer` named `name`.
 
   stax layers see batches: `init_fun` gets `(1, *input_shape)` and `apply_fun` one example with
   a batch axis of 1 added (a vmap of it is one batched call wherever stax's ops batch); `key`
-  goes to stax's `rng`. State is `()`.
+  goes to stax's `rng`. State is `()`. `summary` counts its params (not its MACs);
+  `receptive_field` reports its field, and those after it, as unknown.
 
   Example:
     >>> from jax.example_libraries import stax
     >>> net = serial(from_stax(stax.Conv(8, (3, 3))), Relu)
   """
+  if not (isinstance(stax_layer, tuple) and len(stax_layer) == 2 and all(map(callable, stax_layer))):
+    raise TypeError(f"from_stax: stax_layer must be a stax layer, a pair (init_fun, apply_fun), got {stax_layer!r}")
   init_fun, apply_fun = stax_layer
 
   def init(key, input_shape):
     output_shape, params = init_fun(key, (1, *input_shape))
-    return tuple(output_shape[1:]), params, ()
+    return tuple(int(n) for n in output_shape[1:]), params, ()
 
   def apply(params, state, x, *, key=None, train=False):
     kwargs = {} if key is None else dict(rng=key)
     return apply_fun(params, x[None], **kwargs)[0], state
 
-  return Layer(init, apply)
+  return layer(name, init, apply, window=UNKNOWN)

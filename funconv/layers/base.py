@@ -1,4 +1,5 @@
-"""The layer protocol, and the recorder that `summary` and `receptive_field` read at `init`.
+"""The layer protocol; the path naming each layer in `summary` and in error messages; the checks of `init`'s and
+`apply`'s arguments; the recorder that `summary` and `receptive_field` read at `init`.
 
 A layer is `Layer(init, apply)`: `init(key, input_shape) -> (output_shape, params, state)` and
 `apply(params, state, x, *, key=None, train=False) -> (y, state)`, for one example. Batches
@@ -13,7 +14,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funconv.ops.shapes import check_inexact
+from funconv.ops.shapes import as_shape, check_inexact
 
 
 class Layer(NamedTuple):
@@ -23,6 +24,164 @@ class Layer(NamedTuple):
 
 
 _RECORDER: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("funconv_recorder", default=None)
+_PATH: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("funconv_path", default=())
+UNKNOWN = "unknown"  # a receptive field funconv cannot compute (after a `from_stax` layer)
+
+
+def where(name):
+  """The path of layer `name` while it is initialised or applied, as `summary` shows it: `3.1.0.Conv`."""
+  return ".".join((*_PATH.get(), name))
+
+
+@contextlib.contextmanager
+def scope(name):
+  """Name the layers initialised or applied inside after their place in a container, e.g. `3.1.0.Conv`."""
+  token = _PATH.set((*_PATH.get(), name))
+  try:
+    yield
+  finally:
+    _PATH.reset(token)
+
+
+@contextlib.contextmanager
+def naming(name):
+  """ValueErrors and TypeErrors raised inside name layer `name` by its path, once (the innermost layer does):
+  a message's leading `"{name}: "` becomes `"{path}: "`; other messages get `"{path}: "` in front."""
+  try:
+    yield
+  except (ValueError, TypeError) as err:
+    if err.args and isinstance(err.args[0], str) and not getattr(err, "funconv_layer", None):
+      err.args = (f"{where(name)}: {err.args[0].removeprefix(f'{name}: ')}", *err.args[1:])
+      err.funconv_layer = where(name)
+    raise
+
+
+def check_layer(layer, name, what="layer"):
+  """Raise TypeError naming `name` and `what` unless `layer` is a `Layer` (has callable `init` and `apply`)."""
+  if not (callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))):
+    hint = (" (a constructor: call it, e.g. Conv(8, 3))" if callable(layer) else
+            " (a stax layer? wrap it with funconv.from_stax)" if isinstance(layer, tuple) else "")
+    raise TypeError(f"{name}: {what} must be a funconv Layer (init, apply), got {layer!r}{hint}")
+  return layer
+
+
+def check_input_shape(input_shape, name):
+  """`input_shape` checked: one example's shape (ints >= 0, no batch axis) as a tuple, or a list of them (the
+  inputs of a fan-in) as a list."""
+  if isinstance(input_shape, (list, tuple)) and any(isinstance(s, (list, tuple)) for s in input_shape):
+    return [as_shape(s, f"input_shape[{i}]", name) for i, s in enumerate(input_shape)]
+  return as_shape(input_shape, "input_shape", name)
+
+
+def check_number(value, name, op, low=-math.inf, high=math.inf, open_low=False):
+  """`value` as a finite float in `[low, high]` (`(low, high]` with `open_low`): TypeError (not a real number) or
+  ValueError (outside, infinite or NaN) naming `op` (a layer or function), argument `name` and the value."""
+  try:
+    number = None if isinstance(value, (bool, str, bytes)) else float(value)
+  except (TypeError, ValueError):
+    number = None
+  if number is None:
+    raise TypeError(f"{op}: {name} must be a number, got {value!r} of type {type(value).__name__}")
+  if not math.isfinite(number) or not (low < number if open_low else low <= number) or not number <= high:
+    interval = f"{'(' if open_low else '['}{low}, {high}{')' if high == math.inf else ']'}"
+    raise ValueError(f"{op}: {name} must be a finite number in {interval}, got {value!r}")
+  return number
+
+
+def check_dtypes(op, **dtypes):
+  """Raise TypeError naming layer `op` unless each of `dtypes` (`dtype=`, `param_dtype=`) is None or a floating
+  or complex dtype: an integer layer would silently truncate."""
+  for name, dtype in dtypes.items():
+    try:
+      inexact = dtype is None or jnp.issubdtype(jnp.dtype(dtype), jnp.inexact)
+    except TypeError:
+      inexact = False
+    if not inexact:
+      raise TypeError(f"{op}: {name} must be a floating-point or complex dtype, got {name}={dtype!r}")
+
+
+def features(input_shape, op):
+  """The size of the last axis of `input_shape` (a layer's features or channels); ValueError naming `op` if
+  there is none."""
+  if len(input_shape) < 1:
+    raise ValueError(f"{op}: input_shape must end in a feature (channel) axis, got {tuple(input_shape)}")
+  return input_shape[-1]
+
+
+def check_entries(name, what, value, n):
+  """Raise ValueError naming container `name` unless `value` (its params, state or inputs) is a tuple or list
+  of `n` entries, one per child layer."""
+  if not isinstance(value, (tuple, list)) or len(value) != n:
+    got = f"{len(value)}" if isinstance(value, (tuple, list)) else f"a {type(value).__name__}"
+    raise ValueError(f"{name}: {what} must be a tuple of {n} entries, one per layer, got {got} (from another model?)")
+
+
+def _shapes(tree):
+  return jax.tree.map(jnp.shape, tree)
+
+
+def _mismatch(what, got, expected):
+  """None where `got` has the structure and leaf shapes of `expected` (lists and tuples alike), else
+  `(structural, message)`."""
+  paths = lambda tree: {jax.tree_util.keystr(p): jnp.shape(a) for p, a in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want, have = paths(expected), paths(got)
+  if want.keys() != have.keys():
+    return True, f"{what} have the structure {_shapes(got)}, but init makes {_shapes(expected)}"
+  wrong = [f"{what}{p} has shape {have[p]}, init makes {want[p]}" for p in want if want[p] != have[p]]
+  return (False, "; ".join(wrong)) if wrong else None
+
+
+def _input_shape(x):
+  return [tuple(jnp.shape(a)) for a in x] if isinstance(x, (list, tuple)) else tuple(jnp.shape(x))
+
+
+def named(name, init, apply):
+  """`Layer(init, apply)` whose errors name it by its path (`naming`): for containers, which check their own
+  arguments and leave the rest to their children."""
+  def named_init(key, input_shape):
+    with naming(name):
+      return init(key, input_shape)
+
+  def named_apply(params, state, x, *, key=None, train=False):
+    with naming(name):
+      return apply(params, state, x, key=key, train=train)
+
+  return Layer(named_init, named_apply)
+
+
+def checked(name, init, apply):
+  """A `named` layer whose `init` checks `input_shape` and whose `apply` checks `params` and `state` against what
+  `init` makes for `x`'s shape: at trace time, from `init` under `jax.eval_shape`, once per input shape.
+
+  A structure that differs (params of another model) raises before the layer runs, where it would fail as an
+  IndexError or run another model. Shapes that differ raise after the layer's own checks, with what those say
+  (they name `x`'s and the kernel's shapes), or alone where the layer would have run with a silent broadcast.
+  """
+  expected = {}
+
+  def checked_init(key, input_shape):
+    return init(key, check_input_shape(input_shape, name))
+
+  def checked_apply(params, state, x, *, key=None, train=False):
+    shape = _input_shape(x)
+    if repr(shape) not in expected:
+      expected[repr(shape)] = jax.eval_shape(lambda: checked_init(jax.random.key(0), shape)[1:])
+    found = [m for m in map(_mismatch, ("params", "state"), (params, state), expected[repr(shape)]) if m]
+    note = (f"{name}: " + "; ".join(message for _, message in found) + f" for an input of shape {shape}, one "
+            "example (params of another model, or a batch not mapped by batched?)") if found else None
+    if any(structural for structural, _ in found):
+      raise ValueError(note)
+    try:
+      out = apply(params, state, x, key=key, train=train)
+    except (ValueError, TypeError) as err:
+      if note:
+        raise ValueError(f"{note}; {err}") from err
+      raise
+    if note:
+      raise ValueError(note)
+    return out
+
+  return named(name, checked_init, checked_apply)
 
 
 def trailing(v, x):
@@ -47,13 +206,13 @@ class Recorder:
   `field` mirrors the shapes flowing through `init`: a tuple with, per spatial axis, a `(jump,
   size, start)` triple (distance in input pixels between neighbouring outputs, receptive-field
   size, centre of the first output's field); a list of those for a list of shapes (between
-  `FanOut` and a fan-in); or None once the spatial layout is gone (after Flatten or a global pool).
+  `FanOut` and a fan-in); None once the spatial layout is gone (after Flatten or a global pool);
+  or `UNKNOWN` after a layer whose geometry funconv cannot see (a `from_stax` layer).
   """
 
   def __init__(self, input_shape):
     self.rows = []
-    self.path = []
-    rank = len(input_shape) - 1
+    rank = len(input_shape) - 1 if isinstance(input_shape, tuple) else 0
     self.field = ((1, 1, 0.0),) * rank if rank > 0 else None
 
 
@@ -67,29 +226,17 @@ def recording(input_shape):
     _RECORDER.reset(token)
 
 
-@contextlib.contextmanager
-def scope(name):
-  """Name the layers initialised inside after their container, e.g. `serial.2.Conv`."""
-  rec = _RECORDER.get()
-  if rec is not None:
-    rec.path.append(name)
-  try:
-    yield
-  finally:
-    if rec is not None:
-      rec.path.pop()
-
-
 def _param_count(tree):
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
 def layer(name, init, apply, *, macs=None, window=None, flattens=False):
-  """A recorded `Layer`.
+  """A leaf `Layer`: `checked`, and recorded as one row of `summary` and `receptive_field` per `init`.
 
   `macs(input_shape, output_shape)` counts multiply-accumulates for one example; `window(input_shape)`
-  returns per spatial axis `(kernel, stride, dilation, low_pad)` for the receptive field;
-  `flattens` says the layer mixes every position (Flatten, global pools).
+  returns per spatial axis `(kernel, stride, dilation, low_pad)` for the receptive field, or `window=UNKNOWN`
+  says the layer's geometry cannot be known; `flattens` says the layer mixes every position (Flatten,
+  global pools).
   """
   def recorded_init(key, input_shape):
     output_shape, params, state = init(key, input_shape)
@@ -97,16 +244,18 @@ def layer(name, init, apply, *, macs=None, window=None, flattens=False):
     if rec is not None:
       if flattens:
         rec.field = None
+      elif window is UNKNOWN and isinstance(rec.field, tuple):
+        rec.field = UNKNOWN
       elif window is not None and isinstance(rec.field, tuple):
         rec.field = tuple((jump * s, size + (k - 1) * d * jump, start + ((k - 1) * d / 2 - lo) * jump)
                           for (jump, size, start), (k, s, d, lo) in zip(rec.field, window(input_shape)))
-      rec.rows.append(dict(name=".".join([*rec.path, name]), input_shape=tuple(input_shape),
-                           output_shape=tuple(output_shape), params=_param_count(params),
-                           state=_param_count(state), macs=macs(input_shape, output_shape) if macs else 0,
-                           field=rec.field if isinstance(rec.field, tuple) else None))
+      rec.rows.append(dict(name=where(name), input_shape=tuple(input_shape), output_shape=tuple(output_shape),
+                           params=_param_count(params), state=_param_count(state),
+                           macs=macs(input_shape, output_shape) if macs else 0,
+                           field=rec.field if isinstance(rec.field, tuple) or rec.field is UNKNOWN else None))
     return output_shape, params, state
 
-  return Layer(recorded_init, apply)
+  return checked(name, recorded_init, apply)
 
 
 def split_key(key, n):
@@ -121,11 +270,13 @@ def fan_out_field(n):
 
 
 def merge_fields():
-  """After a fan-in: the widest of the incoming receptive fields."""
+  """After a fan-in: the widest of the incoming receptive fields (the whole input if one branch sees it, unknown
+  if one branch's is)."""
   rec = _RECORDER.get()
   if rec is not None and isinstance(rec.field, list):
-    fields = [f for f in rec.field if isinstance(f, tuple)]
-    rec.field = max(fields, key=lambda f: [size for _, size, _ in f]) if len(fields) == len(rec.field) else None
+    fields = rec.field
+    rec.field = (max(fields, key=lambda f: [size for _, size, _ in f]) if all(isinstance(f, tuple) for f in fields)
+                 else None if None in fields else UNKNOWN)
 
 
 def child_fields():

@@ -6,23 +6,18 @@ import jax.numpy as jnp
 from jax.nn import initializers
 
 from funconv import ops
-from funconv.layers.base import layer, promote, trailing
-from funconv.ops.shapes import (as_tuple, check_groups, conv_transpose_output_shape, resolve_padding, resolve_window,
-                                transpose_padding)
+from funconv.layers.base import check_dtypes, layer, promote, trailing
+from funconv.ops.shapes import (check_groups, conv_transpose_output_shape, layer_window, positive_int, resolve_padding,
+                                resolve_window, transpose_padding)
 
 
-def _check_input(name, input_shape, rank):
-  if len(input_shape) != rank + 1:
-    raise ValueError(f"{name}: a {rank}-D filter needs input_shape (*spatial, C) with {rank} spatial axes, "
-                     f"got {tuple(input_shape)}")
-
-
-def _normalise(name, filter_shape, strides, dilation, W_init, b_init):
-  """Checked `(rank, window, strides, dilation, W_init, b_init)` with the documented defaults."""
-  rank = len(filter_shape)
-  return (rank, as_tuple(filter_shape, rank, "filter_shape", name), as_tuple(strides, rank, "strides", name),
-          as_tuple(dilation, rank, "dilation", name), W_init or initializers.he_normal(),
-          b_init or initializers.zeros)
+def _normalise(name, filter_shape, strides, dilation, W_init, b_init, dtypes):
+  """Checks the window and dtype arguments; returns `(resolve, W_init, b_init)` with the documented defaults,
+  `resolve(input_shape)` giving `(window, strides, dilation)` per spatial axis (`layer_window`: an int
+  `filter_shape` means that size on every spatial axis of the input)."""
+  check_dtypes(name, **dtypes)
+  resolve = layer_window(name, filter_shape=filter_shape, strides=strides, dilation=dilation)
+  return resolve, W_init or initializers.he_normal(), b_init or initializers.zeros
 
 
 def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype):
@@ -31,8 +26,9 @@ def _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype):
   return (W, b_init(k2, kernel_shape[-1:], param_dtype)) if use_bias else (W,)
 
 
-def _window_geometry(input_shape, window, strides, dilation, padding, name):
+def _window_geometry(input_shape, resolve, padding, name):
   """Receptive-field geometry per spatial axis: (kernel, stride, dilation, low pad)."""
+  window, strides, dilation = resolve(input_shape)
   pairs, _ = resolve_padding(padding, input_shape[:-1], window, strides, dilation, name)
   return [(k, s, d, lo) for k, s, d, (lo, _) in zip(window, strides, dilation, pairs)]
 
@@ -48,19 +44,24 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
   `b_init = zeros`. `init` creates the params in `param_dtype`; `apply` casts `x` and the
   params to `dtype` and computes and returns in it, `dtype=None` meaning their result type
   (`jnp.result_type(x, W, b)`, as Flax; the convolution accumulates 16-bit floats in float32).
+  An int `filter_shape` (or `strides`, `dilation`) means that size on every spatial axis: `Conv(8, 3)`
+  is 3x3 on images, 3 on sequences.
 
   Example:
     >>> out_shape, (W, b), state = Conv(16, (3, 3), padding="SAME").init(jax.random.key(0), (28, 28, 1))
     >>> out_shape, W.shape
     ((28, 28, 16), (3, 3, 1, 16))
   """
-  rank, window, strides, dilation, W_init, b_init = _normalise("Conv", filter_shape, strides, dilation, W_init, b_init)
+  positive_int(out_chan, "out_chan", "Conv")
+  positive_int(groups, "groups", "Conv")
+  resolve, W_init, b_init = _normalise("Conv", filter_shape, strides, dilation, W_init, b_init,
+                                       dict(dtype=dtype, param_dtype=param_dtype))
 
   def init(key, input_shape):
-    _check_input("Conv", input_shape, rank)
+    window, strides_, dilation_ = resolve(input_shape)
     channels = input_shape[-1]
     check_groups(channels, out_chan, groups, "Conv", f" (input_shape {tuple(input_shape)})")
-    out = _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, "Conv")
+    out = _conv_out_shape(input_shape, window, strides_, padding, dilation_, out_chan, "Conv")
     kernel_shape = (*window, channels // groups, out_chan)
     return out, _kernel_and_bias(key, kernel_shape, W_init, b_init, use_bias, param_dtype), ()
 
@@ -70,8 +71,8 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
     return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("Conv", init, apply,
-               macs=lambda i, o: math.prod(o) * math.prod(window) * i[-1] // groups,
-               window=lambda i: _window_geometry(i, window, strides, dilation, padding, "Conv"))
+               macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]) * i[-1] // groups,
+               window=lambda i: _window_geometry(i, resolve, padding, "Conv"))
 
 
 def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, name):
@@ -90,13 +91,14 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     >>> ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").init(jax.random.key(0), (16, 16, 8))[0]
     (32, 32, 3)
   """
-  rank, window, strides, dilation, W_init, b_init = _normalise("ConvTranspose", filter_shape, strides, dilation,
-                                                               W_init, b_init)
+  positive_int(out_chan, "out_chan", "ConvTranspose")
+  resolve, W_init, b_init = _normalise("ConvTranspose", filter_shape, strides, dilation, W_init, b_init,
+                                       dict(dtype=dtype, param_dtype=param_dtype))
 
   def init(key, input_shape):
-    _check_input("ConvTranspose", input_shape, rank)
-    pairs = transpose_padding(window, strides, dilation, padding, "ConvTranspose")
-    out = conv_transpose_output_shape(input_shape[:-1], window, strides, pairs, dilation)
+    window, strides_, dilation_ = resolve(input_shape)
+    pairs = transpose_padding(window, strides_, dilation_, padding, "ConvTranspose")
+    out = conv_transpose_output_shape(input_shape[:-1], window, strides_, pairs, dilation_)
     if any(o < 1 for o in out):
       raise ValueError(f"ConvTranspose: padding {pairs} leaves no output for input_shape {tuple(input_shape)}")
     kernel_shape = (*window, input_shape[-1], out_chan)
@@ -108,7 +110,7 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     return (y + trailing(params[1], y) if use_bias else y), state
 
   return layer("ConvTranspose", init, apply,
-               macs=lambda i, o: math.prod(i) * math.prod(window) * out_chan)
+               macs=lambda i, o: math.prod(i) * math.prod(resolve(i)[0]) * out_chan)
 
 
 def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID", W_init=None, b_init=None, *,
@@ -121,13 +123,14 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     >>> DepthwiseConv((3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
     (32, 32, 16)
   """
-  rank, window, strides, dilation, W_init, b_init = _normalise("DepthwiseConv", filter_shape, strides, dilation,
-                                                               W_init, b_init)
+  positive_int(depth_multiplier, "depth_multiplier", "DepthwiseConv")
+  resolve, W_init, b_init = _normalise("DepthwiseConv", filter_shape, strides, dilation, W_init, b_init,
+                                       dict(dtype=dtype, param_dtype=param_dtype))
 
   def init(key, input_shape):
-    _check_input("DepthwiseConv", input_shape, rank)
+    window, strides_, dilation_ = resolve(input_shape)
     channels = input_shape[-1]
-    out = _conv_out_shape(input_shape, window, strides, padding, dilation, channels * depth_multiplier,
+    out = _conv_out_shape(input_shape, window, strides_, padding, dilation_, channels * depth_multiplier,
                           "DepthwiseConv")
     return out, _kernel_and_bias(key, (*window, 1, out[-1]), W_init, b_init, use_bias, param_dtype), ()
 
@@ -136,8 +139,8 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("DepthwiseConv", init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
-               window=lambda i: _window_geometry(i, window, strides, dilation, padding, "DepthwiseConv"))
+  return layer("DepthwiseConv", init, apply, macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
+               window=lambda i: _window_geometry(i, resolve, padding, "DepthwiseConv"))
 
 
 def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
@@ -152,6 +155,9 @@ def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padd
   """
   from funconv.combinators import serial  # combinators import the layers package: import here, not at the top
   dtypes = dict(dtype=dtype, param_dtype=param_dtype)
+  positive_int(out_chan, "out_chan", "SeparableConv")   # checked under this layer's name, before its parts
+  positive_int(depth_multiplier, "depth_multiplier", "SeparableConv")
+  _normalise("SeparableConv", filter_shape, strides, dilation, None, None, dtypes)
   return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False,
                               **dtypes),
-                Conv(out_chan, (1,) * len(filter_shape), use_bias=use_bias, **dtypes))
+                Conv(out_chan, 1, use_bias=use_bias, **dtypes))

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
-from funconv.layers.base import layer, promote, trailing
+from funconv.layers.base import check_dtypes, check_number, features, layer, promote, trailing
+from funconv.ops.shapes import positive_int
 
 
 def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param_dtype=jnp.float32):
@@ -19,14 +20,14 @@ def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param
   Example:
     >>> shape, (W, b), state = Dense(10).init(jax.random.key(0), (784,))    # shape == (10,)
   """
+  positive_int(out_dim, "out_dim", "Dense")
+  check_dtypes("Dense", dtype=dtype, param_dtype=param_dtype)
   W_init = W_init or initializers.glorot_normal()
   b_init = b_init or initializers.zeros
 
   def init(key, input_shape):
-    if len(input_shape) < 1:
-      raise ValueError(f"Dense: input_shape must end in a feature axis, got {input_shape!r}")
     k1, k2 = jax.random.split(key)
-    W = W_init(k1, (input_shape[-1], out_dim), param_dtype)
+    W = W_init(k1, (features(input_shape, "Dense"), out_dim), param_dtype)
     params = (W, b_init(k2, (out_dim,), param_dtype)) if use_bias else (W,)
     return (*input_shape[:-1], out_dim), params, ()
 
@@ -54,6 +55,10 @@ Flatten = layer("Flatten", _flatten_init, _flatten_apply, flattens=True)
 
 def Reshape(shape):
   """Reshapes each example to `shape` (one entry may be -1)."""
+  if not isinstance(shape, (tuple, list)) or [d == -1 for d in shape].count(True) > 1:
+    raise ValueError(f"Reshape: shape must be a tuple of sizes, at most one of them -1, got {shape!r}")
+  shape = tuple(-1 if d == -1 else positive_int(d, f"shape[{i}]", "Reshape") for i, d in enumerate(shape))
+
   def init(key, input_shape):
     size = math.prod(input_shape)
     known = math.prod(d for d in shape if d != -1)
@@ -86,6 +91,9 @@ def elementwise(fn, name=None, **fn_kwargs):
   Example:
     >>> Swish = elementwise(jax.nn.swish)
   """
+  if not callable(fn):
+    raise TypeError(f"elementwise: fn must be a function of an array, got {fn!r}")
+
   def apply(params, state, x, *, key=None, train=False):
     return fn(x, **fn_kwargs), state
 
@@ -107,22 +115,23 @@ LogSoftmax = elementwise(jax.nn.log_softmax, "LogSoftmax", axis=-1)
 def Dropout(rate):
   """Zeroes each element with probability `rate` in training and scales the rest by `1 / (1 - rate)`.
 
-  `rate` is the **drop** probability (stax's `Dropout` takes the keep probability; this does
-  not), and training is the `train=` argument of `apply`, not a constructor mode. With
-  `train=True` a `key` is required; under `batched` each example gets its own. With
-  `train=False` the layer is the identity.
+  `rate` is the **drop** probability, in [0, 1] (stax's `Dropout` takes the keep probability;
+  this does not; `rate=1` drops everything, as Flax's), and training is the `train=` argument
+  of `apply`, not a constructor mode. With `train=True` a `key` is required; under `batched`
+  each example gets its own. With `train=False` the layer is the identity.
 
   Example:
     >>> y, _ = Dropout(0.5).apply((), (), x, key=jax.random.key(0), train=True)
   """
-  if not 0.0 <= rate < 1.0:
-    raise ValueError(f"Dropout: rate is the drop probability and must be in [0, 1), got {rate}")
+  rate = check_number(rate, "rate, the drop probability,", "Dropout", 0.0, 1.0)
 
   def apply(params, state, x, *, key=None, train=False):
     if not train or rate == 0.0:
       return x, state
     if key is None:
       raise ValueError("Dropout: train=True needs a PRNG key: apply(..., key=key, train=True)")
+    if rate == 1.0:   # no mask: x / 0 would make the gradient NaN
+      return jnp.zeros_like(x), state
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, keep, x.shape)
     return jnp.where(mask, x / keep, 0.0).astype(x.dtype), state

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
 
-from funconv.layers.base import layer, promote, trailing
+from funconv.layers.base import check_dtypes, check_number, features, layer, promote, trailing
+from funconv.ops.shapes import positive_int
 
 
 def _batch_mean(v, axis_name):
@@ -46,8 +47,12 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
     >>> net = serial(Conv(8, (3, 3)), BatchNorm(), Relu)
     >>> y, state = batched(net.apply)(params, state, images, train=True)
   """
+  check_number(momentum, "momentum", "BatchNorm", 0.0, 1.0)
+  check_number(epsilon, "epsilon", "BatchNorm", 0.0)
+  check_dtypes("BatchNorm", dtype=dtype, param_dtype=param_dtype)
+
   def init(key, input_shape):
-    c = input_shape[-1]
+    c = features(input_shape, "BatchNorm")
     params = (beta_init(key, (c,), param_dtype) if center else None,
               gamma_init(key, (c,), param_dtype) if scale else None)
     return input_shape, params, (jnp.zeros((c,), jnp.float32), jnp.ones((c,), jnp.float32))
@@ -89,8 +94,11 @@ def LayerNorm(epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=
   Example:
     >>> y, _ = LayerNorm().apply(*LayerNorm().init(key, (16, 64))[1:], x)   # x: (16, 64)
   """
+  check_number(epsilon, "epsilon", "LayerNorm", 0.0)
+  check_dtypes("LayerNorm", dtype=dtype, param_dtype=param_dtype)
+
   def init(key, input_shape):
-    return input_shape, _affine_params(key, input_shape[-1], center, scale, param_dtype), ()
+    return input_shape, _affine_params(key, features(input_shape, "LayerNorm"), center, scale, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):
     x, *params = promote("LayerNorm", dtype, x, *params)
@@ -110,8 +118,12 @@ def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=Non
   Example:
     >>> net = serial(Conv(64, (3, 3)), GroupNorm(num_groups=32), Relu)
   """
+  positive_int(num_groups, "num_groups", "GroupNorm")
+  check_number(epsilon, "epsilon", "GroupNorm", 0.0)
+  check_dtypes("GroupNorm", dtype=dtype, param_dtype=param_dtype)
+
   def init(key, input_shape):
-    c = input_shape[-1]
+    c = features(input_shape, "GroupNorm")
     if c % num_groups:
       raise ValueError(f"GroupNorm: num_groups={num_groups} must divide the channels ({c}, input_shape "
                        f"{tuple(input_shape)})")

@@ -3,27 +3,27 @@ import math
 
 from funconv import ops
 from funconv.layers.base import layer
-from funconv.ops.shapes import as_tuple, resolve_window
+from funconv.ops.shapes import layer_window, resolve_window
 
 
 def _pool(name, op, window_shape, strides, padding, **op_kwargs):
-  rank = len(window_shape)
-  window = as_tuple(window_shape, rank, "window_shape", name)
-  strides = as_tuple(strides, rank, "strides", name)
+  """A pooling layer; an int `window_shape` or `strides` means that size on every spatial axis of the input."""
+  resolve = layer_window(name, window_shape=window_shape, strides=strides)
 
   def geometry(input_shape):
-    if len(input_shape) != rank + 1:
-      raise ValueError(f"{name}: a {rank}-D window needs input_shape (*spatial, C), got {tuple(input_shape)}")
-    return resolve_window(input_shape[:-1], window, strides, padding, (1,) * rank, name)
+    """`(window, strides, pairs)` per spatial axis, and the spatial output shape."""
+    window, strides = resolve(input_shape)
+    pairs, _, out = resolve_window(input_shape[:-1], window, strides, padding, (1,) * len(window), name)
+    return window, strides, pairs, out
 
   def init(key, input_shape):
-    return (*geometry(input_shape)[2], input_shape[-1]), (), ()
+    return (*geometry(input_shape)[3], input_shape[-1]), (), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    return op(x, window, strides, padding, **op_kwargs), state
+    return op(x, *resolve(x.shape), padding, **op_kwargs), state
 
-  return layer(name, init, apply, macs=lambda i, o: math.prod(o) * math.prod(window),
-               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(window, strides, geometry(i)[0])])
+  return layer(name, init, apply, macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
+               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(*geometry(i)[:3])])
 
 
 def MaxPool(window_shape, strides=None, padding="VALID"):
@@ -92,15 +92,15 @@ def AdaptiveAvgPool(output_size):
     >>> AdaptiveAvgPool((6, 6)).init(None, (13, 13, 256))[0]
     (6, 6, 256)
   """
-  output_size = tuple(output_size)
+  resolve = layer_window("AdaptiveAvgPool", output_size=output_size)   # an int: that size on every spatial axis
 
   def init(key, input_shape):
-    if len(input_shape) != len(output_size) + 1:
-      raise ValueError(f"AdaptiveAvgPool: output_size {output_size} needs input_shape (*spatial, C) with "
-                       f"{len(output_size)} spatial axes, got {tuple(input_shape)}")
+    output_size, = resolve(input_shape)
+    if 0 in input_shape[:-1]:
+      raise ValueError(f"AdaptiveAvgPool: input_shape {tuple(input_shape)} has an empty spatial axis")
     return (*output_size, input_shape[-1]), (), ()
 
   def apply(params, state, x, *, key=None, train=False):
-    return ops.adaptive_avg_pool(x, output_size), state
+    return ops.adaptive_avg_pool(x, *resolve(x.shape)), state
 
   return layer("AdaptiveAvgPool", init, apply, macs=lambda i, o: math.prod(i))

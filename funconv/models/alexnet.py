@@ -1,5 +1,7 @@
 """AlexNet (Krizhevsky, Sutskever and Hinton 2012), single-stream as in torchvision."""
 import funconv as fc
+from funconv.layers.base import check_number
+from funconv.ops.shapes import positive_int
 
 
 def alexnet(num_classes=1000, dropout=0.5):
@@ -15,6 +17,8 @@ def alexnet(num_classes=1000, dropout=0.5):
     >>> fc.summary(alexnet(), (224, 224, 3))["params"]
     61100840
   """
+  positive_int(num_classes, "num_classes", "alexnet")
+  check_number(dropout, "dropout", "alexnet", 0.0, 1.0)
   pool = fc.MaxPool((3, 3), strides=(2, 2))
   return fc.serial(
       fc.Conv(64, (11, 11), strides=(4, 4), padding=2), fc.Relu, pool,

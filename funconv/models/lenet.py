@@ -1,5 +1,12 @@
 """LeNet-5 (LeCun, Bottou, Bengio and Haffner 1998)."""
 import funconv as fc
+from funconv.ops.shapes import positive_int
+
+
+def _choose(name, value, options):
+  if value not in tuple(options):
+    raise ValueError(f"lenet5: unknown {name} {value!r}; expected one of {', '.join(map(repr, options))}")
+  return options[value]
 
 
 def lenet5(num_classes=10, activation="tanh", pooling="avg"):
@@ -19,8 +26,9 @@ def lenet5(num_classes=10, activation="tanh", pooling="avg"):
     >>> fc.summary(lenet5(), (28, 28, 1))["params"]
     61706
   """
-  act = {"tanh": fc.Tanh, "relu": fc.Relu}[activation]
-  pool = {"avg": fc.AvgPool, "max": fc.MaxPool}[pooling]((2, 2), strides=(2, 2))
+  positive_int(num_classes, "num_classes", "lenet5")
+  act = _choose("activation", activation, {"tanh": fc.Tanh, "relu": fc.Relu})
+  pool = _choose("pooling", pooling, {"avg": fc.AvgPool, "max": fc.MaxPool})((2, 2), strides=(2, 2))
   c1 = fc.shape_dependent(lambda shape: fc.Conv(6, (5, 5), padding=[(max((32 - n) // 2, 0),) * 2 for n in shape[:2]]))
   return fc.serial(c1, act, pool, fc.Conv(16, (5, 5)), act, pool, fc.Conv(120, (5, 5)), act,
                    fc.Flatten, fc.Dense(84), act, fc.Dense(num_classes))

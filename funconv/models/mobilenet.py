@@ -1,5 +1,7 @@
 """MobileNet v1 (Howard et al. 2017): depthwise-separable convolutions."""
 import funconv as fc
+from funconv.layers.base import check_number
+from funconv.ops.shapes import positive_int
 
 # (output channels, stride) of each depthwise-separable block, Table 1 of the paper.
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *((512, 1),) * 5, (1024, 2), (1024, 1))
@@ -12,6 +14,9 @@ def mobilenet_v1(num_classes=1000, width_multiplier=1.0):
   Parameters at 1000 classes: 4,231,976 counting BatchNorm's beta and gamma (trainable) and no
   convolution biases; the paper's Table 2 rounds the count to 4.2 million.
   """
+  positive_int(num_classes, "num_classes", "mobilenet_v1")
+  check_number(width_multiplier, "width_multiplier", "mobilenet_v1", 0.0, open_low=True)
+
   def width(c):
     return max(8, int(c * width_multiplier))
 

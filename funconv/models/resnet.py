@@ -4,6 +4,7 @@ from jax import lax
 
 import funconv as fc
 from funconv.layers.base import layer
+from funconv.ops.shapes import positive_int
 
 
 def _conv_bn(width, window, stride=1, relu=True):
@@ -37,6 +38,12 @@ def resnet(block, stage_sizes, num_classes=1000):
     >>> fc.summary(resnet50(), (224, 224, 3))["params"]
     25557032
   """
+  positive_int(num_classes, "num_classes", "resnet")
+  if not callable(block) or not isinstance(stage_sizes, (tuple, list)):
+    raise TypeError(f"resnet: block must be a block function and stage_sizes a tuple of block counts, got "
+                    f"block={block!r}, stage_sizes={stage_sizes!r}")
+  for i, n in enumerate(stage_sizes):
+    positive_int(n, f"stage_sizes[{i}]", "resnet")
   layers = [*_conv_bn(64, 7, 2), fc.MaxPool((3, 3), strides=(2, 2), padding=1)]
   width = 64
   for stage, blocks in enumerate(stage_sizes):
@@ -91,8 +98,9 @@ def cifar_resnet(depth, num_classes=10):
   a 3x3 conv (16), three stages of `n` basic blocks with 16, 32 and 64 channels (stride 2 into
   the second and third), identity shortcuts with subsampling and zero-padded channels where
   the shape changes (option A: no parameters), global average pool, dense classifier."""
-  if (depth - 2) % 6:
-    raise ValueError(f"cifar_resnet: depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
+  positive_int(num_classes, "num_classes", "cifar_resnet")
+  if positive_int(depth, "depth", "cifar_resnet") < 8 or (depth - 2) % 6:
+    raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got {depth}")
   n = (depth - 2) // 6
   layers = _conv_bn(16, 3)
   width = 16

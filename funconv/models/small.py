@@ -1,5 +1,7 @@
 """A small CNN for small images: the main job's default model."""
 import funconv as fc
+from funconv.layers.base import check_number
+from funconv.ops.shapes import positive_int
 
 
 def small_cnn(num_classes=10, width=32, dropout=0.3):
@@ -10,6 +12,9 @@ def small_cnn(num_classes=10, width=32, dropout=0.3):
     >>> fc.summary(small_cnn(), (8, 8, 1))["params"]
     150442
   """
+  positive_int(num_classes, "num_classes", "small_cnn")
+  positive_int(width, "width", "small_cnn")
+  check_number(dropout, "dropout", "small_cnn", 0.0, 1.0)
   return fc.serial(fc.Conv(width, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu,
                    fc.Conv(2 * width, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu,
                    fc.MaxPool((2, 2), strides=(2, 2)), fc.Flatten, fc.Dropout(dropout),

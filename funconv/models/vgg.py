@@ -1,5 +1,7 @@
 """VGG (Simonyan and Zisserman 2015), configurations A, B, D and E."""
 import funconv as fc
+from funconv.layers.base import check_number
+from funconv.ops.shapes import positive_int
 
 # Output channels of each 3x3 convolution; "M" is a 2x2 max pool with stride 2.
 CONFIGS = {
@@ -19,11 +21,17 @@ def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_widt
   twice, then dense `num_classes` (torchvision's layout; at 224x224 the pool is the identity).
   `classifier_width` below 4096 gives the small VGGs used in tests and CIFAR studies.
   """
+  positive_int(num_classes, "num_classes", "vgg")
+  positive_int(classifier_width, "classifier_width", "vgg")
+  check_number(dropout, "dropout", "vgg", 0.0, 1.0)
+  if not isinstance(config, (tuple, list)):
+    raise TypeError(f"vgg: config must be a tuple of conv widths and 'M' pools, got {config!r}")
   layers = []
-  for item in config:
+  for i, item in enumerate(config):
     if item == "M":
       layers.append(fc.MaxPool((2, 2), strides=(2, 2)))
     else:
+      positive_int(item, f"config[{i}] (a conv width, or 'M')", "vgg")
       layers += [fc.Conv(item, (3, 3), padding=1), *([fc.BatchNorm()] if batch_norm else []), fc.Relu]
   return fc.serial(*layers, fc.AdaptiveAvgPool((7, 7)), fc.Flatten,
                    fc.Dense(classifier_width), fc.Relu, fc.Dropout(dropout),

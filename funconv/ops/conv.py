@@ -18,8 +18,8 @@ def _operands(x, w, op, kernel_shape):
   The spatial rank is the kernel's: `w` has shape `kernel_shape`, `(*window, ..., ...)`.
   """
   rank = jnp.ndim(w) - 2
-  if rank < 1:
-    raise ValueError(f"{op}: kernel w must have shape {kernel_shape}, got {jnp.shape(w)}")
+  if rank < 1 or 0 in jnp.shape(w)[:rank]:
+    raise ValueError(f"{op}: kernel w must have shape {kernel_shape} with a non-empty window, got {jnp.shape(w)}")
   check_inexact(x, op, "x")
   check_inexact(w, op, "w")
   dtype = jnp.result_type(x, w)

@@ -94,9 +94,16 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
 
 
 def l2_pool(x, window_shape, strides=None, padding="VALID"):
-  """`sqrt` of the sum of squares over each window of `x`; arguments as in `max_pool`."""
+  """`sqrt` of the sum of squares over each window of `x`; arguments as in `max_pool`.
+
+  At an all-zero window the gradient is 0 (the norm's smallest subgradient there) rather than
+  sqrt's infinite slope times the squares' zero one (NaN): the inner `where` keeps sqrt's
+  derivative away from 0, the outer one selects. Exact elsewhere.
+  """
+  check_inexact(x, "l2_pool", complex_ok=False)   # before squaring, which would make a boolean x an integer one
   y, batch, *_ = _sum_pool(jnp.square(x), window_shape, strides, padding, "l2_pool")
-  return jnp.sqrt(y).reshape(*batch, *y.shape[1:])
+  nonzero = y > 0
+  return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, y, 1)), 0).reshape(*batch, *y.shape[1:])
 
 
 def _spatial(x, rank, op):

@@ -24,7 +24,8 @@ def _as_int(value) -> int | None:
 
 
 def _is_sequence(value) -> bool:
-  return hasattr(value, "__len__") and hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+  """A tuple, list or 1-D array: what may hold one int per axis."""
+  return isinstance(value, (tuple, list)) or getattr(value, "ndim", None) == 1
 
 
 def positive_int(value, name: str, op: str) -> int:
@@ -82,7 +83,8 @@ def layer_window(op: str, **window_args):
       raise ValueError(f"{op}: a {rank}-D {noun} needs input_shape (*spatial, C) with {rank} spatial axes, "
                        f"got {tuple(input_shape)}")
     if spatial < 1:
-      raise ValueError(f"{op}: needs input_shape (*spatial, C) with at least one spatial axis, got {tuple(input_shape)}")
+      raise ValueError(f"{op}: needs input_shape (*spatial, C) with at least one spatial axis, "
+                       f"got {tuple(input_shape)}")
     return tuple(as_tuple(value, spatial, name, op) for name, value in window_args.items())
 
   return resolve

@@ -4,6 +4,8 @@ With no arguments: a small CNN on scikit-learn's embedded handwritten digits, ab
 CPU cores, ending with the test accuracy and writing out/curves.png and out/metrics.json.
 """
 import argparse
+import math
+import pathlib
 import sys
 
 import optax
@@ -52,6 +54,17 @@ def run(argv=None):
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)
+  for flag, value, ok, need in (
+      ("--epochs", args.epochs, args.epochs >= 1, "an int >= 1"),
+      ("--batch-size", args.batch_size, args.batch_size >= 1, "an int >= 1"),
+      ("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "a finite number > 0"),
+      ("--clip", args.clip, args.clip is None or math.isfinite(args.clip) and args.clip > 0, "a finite number > 0"),
+      ("--label-smoothing", args.label_smoothing, 0 <= args.label_smoothing <= 1, "in [0, 1]"),
+      ("--patience", args.patience, args.patience is None or args.patience >= 0, "an int >= 0"),
+      ("--seed", args.seed, args.seed >= 0, "an int >= 0"),
+      ("--out", args.out, not pathlib.Path(args.out).exists() or pathlib.Path(args.out).is_dir(), "a directory")):
+    if not ok:
+      parser.error(f"{flag} must be {need}, got {value}")
 
   try:
     data = datasets.load(args.dataset, args.data_dir, download=args.download)
