@@ -89,10 +89,17 @@ def value_and_input_grads(f, x, w, g):
 
 
 def assert_close_with_grads(ours, native, x, w, rng):
-  """Outputs, then input and kernel cotangents for a random output cotangent, agree."""
+  """Outputs, then input and kernel cotangents for a random output cotangent, agree.
+
+  The oracle runs in float64: XLA's CPU convolution reads uninitialised memory in float32 for the
+  input gradient of some over-padded transposed convolutions (a 2x2 window, pads ((2, 0), (1, 2))
+  on a 2x2 input: values up to 1e33, different on every run), and is exact in float64.
+  """
   shape = jax.eval_shape(native, x, w).shape
   g = rng.standard_normal(shape, np.float32)
-  expected = jax.jit(value_and_input_grads, static_argnums=0)(native, x, w, g)
+  with jax.enable_x64(True):
+    wide = [np.asarray(a, np.float64) for a in (x, w, g)]
+    expected = [np.asarray(e, np.float32) for e in jax.jit(value_and_input_grads, static_argnums=0)(native, *wide)]
   actual = jax.jit(value_and_input_grads, static_argnums=0)(ours, x, w, g)
   chex.assert_shape(actual[0], shape)
   chex.assert_type(actual, jnp.float32)
