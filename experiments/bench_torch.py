@@ -30,6 +30,11 @@ import platform
 import statistics
 import sys
 
+# PyTorch's OpenMP threads spin for a while after each parallel region; interleaved with JAX in one
+# process they took JAX's cores (LeNet-5's funconv step 1.8x slower, PyTorch's unchanged). Set before
+# OpenMP starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 try:
   import torch
   import torch.nn.functional as F

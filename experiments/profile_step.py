@@ -48,6 +48,7 @@ from funconv import models, train
 from funconv.ops import primitives
 from native import LAYOUTS
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as bench_torch.py: PyTorch's idle threads must not spin
 try:
   import torch
 except ImportError:
