@@ -54,10 +54,6 @@ def _combine(weights, pieces):
   return sum(terms[1:], terms[0])
 
 
-def _stack(arrays, axis):
-  return lax.concatenate([lax.expand_dims(a, (axis,)) for a in arrays], axis)
-
-
 def _tile_transform(x, matrix, m, counts):
   """Each spatial axis of `x` `(n, *S, C)` cut into `counts` tiles of `matrix`'s row length, `m`
   apart, and each tile multiplied by `matrix` `(a, length)`: `(a^d, n, *counts, C)`, the
@@ -67,7 +63,7 @@ def _tile_transform(x, matrix, m, counts):
   y = x[None]
   for axis, count in enumerate(counts, start=2):
     pieces = [lax.slice_in_dim(y, i, i + m * (count - 1) + 1, m, axis) for i in range(length)]
-    y = _stack([_combine(row, pieces) for row in matrix], 1)
+    y = jnp.stack([_combine(row, pieces) for row in matrix], 1)
     y = y.reshape(-1, *y.shape[2:])
   return y
 
@@ -79,7 +75,7 @@ def _untile(products, m, rank):
   y = products
   for axis in range(rank):
     y = y.reshape(len(at[0]), -1, *y.shape[1:])
-    y = _stack([_combine(row, list(y)) for row in at], 3 + axis)
+    y = jnp.stack([_combine(row, list(y)) for row in at], 3 + axis)
     shape = y.shape
     y = y.reshape(*shape[:2 + axis], shape[2 + axis] * m, *shape[4 + axis:])
   return y[0]
@@ -100,13 +96,20 @@ def _pad_to_tiles(a, counts, m, extra):
   return pad_spatial(a, [(0, t * m + extra - s) for t, s in zip(counts, a.shape[1:-1])])
 
 
+def _transformed_input(xp, plan):
+  """`V`: the input tiles transformed by `B^T`, `(a^d, n * prod(T), C)`, and the tiles per axis `T`."""
+  m = plan.tile
+  counts = tiles(plan.out, m)
+  v = _tile_transform(_pad_to_tiles(xp, counts, m, TAPS - 1), TRANSFORMS[m]["BT"], m, counts)
+  return v.reshape(len(v), -1, xp.shape[-1]), counts
+
+
 def forward(xp, w, plan):
   """`(n, *P, C)` padded input, `(3, ..., 3, C, C_out)` kernel -> `(n, *O, C_out)` in `plan.accum`."""
   m, rank, (channels, c_out) = plan.tile, w.ndim - 2, w.shape[-2:]
-  counts = tiles(plan.out, m)
-  v = _tile_transform(_pad_to_tiles(xp, counts, m, TAPS - 1), TRANSFORMS[m]["BT"], m, counts)
+  v, counts = _transformed_input(xp, plan)
   u = _kernel_transform(w.astype(plan.accum), TRANSFORMS[m]["G"]).reshape(len(v), channels, c_out)
-  products = batched_matmul(v.reshape(len(v), -1, channels), u.astype(v.dtype), plan)
+  products = batched_matmul(v, u.astype(v.dtype), plan)
   y = _untile(products.reshape(len(v), xp.shape[0], *counts, c_out), m, rank)
   return lax.slice(y, (0,) * y.ndim, (y.shape[0], *plan.out, c_out))
 
@@ -114,9 +117,8 @@ def forward(xp, w, plan):
 def kernel_grad(xp, g, plan):
   """`forward`'s transpose in `w` for cotangent `g` `(n, *O, C_out)`: `(3, ..., 3, C, C_out)` in `plan.accum`."""
   m, rank, channels, c_out = plan.tile, g.ndim - 2, xp.shape[-1], g.shape[-1]
-  counts = tiles(plan.out, m)
-  v = _tile_transform(_pad_to_tiles(xp, counts, m, TAPS - 1), TRANSFORMS[m]["BT"], m, counts)
+  v, counts = _transformed_input(xp, plan)
   dm = _tile_transform(_pad_to_tiles(g, counts, m, 0), np.transpose(TRANSFORMS[m]["AT"]).tolist(), m, counts)
-  du = batched_matmul(v.reshape(len(v), -1, channels), dm.reshape(len(dm), -1, c_out), plan, ((1,), (1,)))
+  du = batched_matmul(v, dm.reshape(len(dm), -1, c_out), plan, ((1,), (1,)))
   transposed_g = np.transpose(TRANSFORMS[m]["G"]).tolist()
   return _kernel_transform(du.reshape(*(m + TAPS - 1,) * rank, channels, c_out), transposed_g)
