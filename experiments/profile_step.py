@@ -265,7 +265,7 @@ def main():
   whole = dict(zip(steps, (t * 1e3 for t in interleaved_medians(list(steps.values()), (), args.reps))))
   convolutions = convolution_parts(jaxprs, args.reps)
   bn_counts = collections.Counter(tuple(r["input_shape"]) for r in fc.summary(model, SHAPE, print_fn=None)["rows"]
-                                  if r["name"].endswith("BatchNorm"))
+                                  if r["type"] == "BatchNorm")
   bn_ms = interleaved_medians([batch_norm_fwd_bwd(shape, args.batch) for shape in bn_counts], (), args.reps)
   batch_norms = {shape: (count, t * 1e3) for (shape, count), t in zip(bn_counts.items(), bn_ms)}
   (adam_s,) = interleaved_medians([adam], (), args.reps)

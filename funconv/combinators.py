@@ -1,14 +1,14 @@
 """Combinators: layers made of layers, as in `jax.example_libraries.stax`.
 
 A combinator's params and state are tuples of its children's; keys are split so that no two
-children share one. Each child runs in the scope of its index, so that `summary` rows and error
-messages name it by its path (`3.1.0.Conv`); a container checks that its params, state and inputs
-hold one entry per child, and each child checks its own.
+children share one. Each child runs in the scope of its index (or its name), so that `summary` rows,
+error messages and `capture` name it by its path (`3/1/0`, or with `named` layers `stage1/block0/conv1`); a
+container checks that its params, state and inputs hold one entry per child, and each child checks its own.
 """
 import jax.numpy as jnp
 
-from funconv.layers.base import (check_entries, check_layer, checked, child_fields, fan_out_field, merge_fields, named,
-                                 scope, split_key)
+from funconv.layers.base import (Layer, check_entries, check_layer, checked, child_fields, fan_out_field, label,
+                                 merge_fields, scope, scoped, split_key)
 from funconv.layers.core import Identity
 from funconv.ops.shapes import positive_int
 
@@ -16,21 +16,70 @@ from funconv.ops.shapes import positive_int
 def _check_layers(name, layers):
   for i, child in enumerate(layers):
     check_layer(child, name, f"layers[{i}]")
+  names = [name_of(child) for child in layers if name_of(child) is not None]
+  if len(set(names)) < len(names):
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise ValueError(f"{name}: two of its layers are named {twice[0]!r}; names must differ within a container, "
+                     f"got names {names}")
 
 
-def serial(*layers):
-  """Layers in sequence: the output of each is the input of the next.
+def named(name, layer):
+  """`layer` named `name`: its path in `summary`, error messages, `capture` and `param_names` is `name` instead of
+  its index in its container (`stage1/block0/conv1` rather than `3/0/1`). Params, state and outputs are
+  `layer`'s own.
+
+  `name` is a non-empty string without `/` and not a number (those are the indices of unnamed layers); layers
+  of one container must have different names.
+
+  Example:
+    >>> net = serial(named("conv", Conv(8, (3, 3))), named("act", Relu), Flatten, named("head", Dense(10)))
+    >>> [row["name"] for row in summary(net, (28, 28, 1), print_fn=None)["rows"]]
+    ['conv', 'act', '2', 'head']
+  """
+  if not isinstance(name, str) or not name or "/" in name or name.isdigit():
+    raise ValueError(f"named: name must be a non-empty string without '/' that is not a number, got {name!r}")
+  check_layer(layer, "named", "layer")
+
+  def init(key, input_shape):
+    with label(name):
+      return layer.init(key, input_shape)
+
+  def apply(params, state, x, *, key=None, train=False):
+    with label(name):
+      return layer.apply(params, state, x, key=key, train=train)
+
+  init.funconv_name = name
+  return Layer(init, apply)
+
+
+def name_of(layer):
+  """The name `named` gave `layer`, or None."""
+  return getattr(layer.init, "funconv_name", None)
+
+
+def _all_layers(name, layers, named_layers):
+  """`layers`, then `named_layers` (`{name: layer}`) each `named`, checked."""
+  for key, child in named_layers.items():
+    check_layer(child, name, f"layer {key}")
+  layers = (*layers, *(named(key, child) for key, child in named_layers.items()))
+  _check_layers(name, layers)
+  return layers
+
+
+def serial(*layers, **named_layers):
+  """Layers in sequence: the output of each is the input of the next. Keyword arguments are layers too, after
+  the positional ones, `named` by their keywords: `serial(conv=Conv(8, 3), act=Relu)`.
 
   Example:
     >>> net = serial(Conv(8, (3, 3)), Relu, Flatten, Dense(10))
     >>> out_shape, params, state = net.init(jax.random.key(0), (28, 28, 1))   # (10,)
   """
-  _check_layers("serial", layers)
+  layers = _all_layers("serial", layers, named_layers)
 
   def init(key, input_shape):
     params, states = [], []
     for i, (child, k) in enumerate(zip(layers, split_key(key, len(layers)))):
-      with scope(str(i)):
+      with scope(i):
         input_shape, p, s = child.init(k, input_shape)
       params.append(p)
       states.append(s)
@@ -41,17 +90,18 @@ def serial(*layers):
       check_entries("serial", what, value, len(layers))
     new_states = []
     for i, (child, p, s, k) in enumerate(zip(layers, params, state, split_key(key, len(layers)))):
-      with scope(str(i)):
+      with scope(i):
         x, s = child.apply(p, s, x, key=k, train=train)
       new_states.append(s)
     return x, tuple(new_states)
 
-  return named("serial", init, apply)
+  return scoped("serial", init, apply)
 
 
-def parallel(*layers):
-  """Applies the `i`-th layer to the `i`-th input of a list (from `FanOut`); returns a list."""
-  _check_layers("parallel", layers)
+def parallel(*layers, **named_layers):
+  """Applies the `i`-th layer to the `i`-th input of a list (from `FanOut`); returns a list. Keyword arguments are
+  layers after the positional ones, `named` by their keywords, as in `serial`."""
+  layers = _all_layers("parallel", layers, named_layers)
 
   def init(key, input_shape):
     check_entries("parallel", "input_shape", input_shape, len(layers))
@@ -60,7 +110,7 @@ def parallel(*layers):
     for i, (child, shape, k) in enumerate(zip(layers, input_shape, split_key(key, len(layers)))):
       if fields is not None:
         rec.field = fields[i]
-      with scope(str(i)):
+      with scope(i):
         shape, p, s = child.init(k, shape)
       if fields is not None:
         fields[i] = rec.field
@@ -76,13 +126,13 @@ def parallel(*layers):
       check_entries("parallel", what, value, len(layers))
     outs, new_states = [], []
     for i, (child, p, s, x, k) in enumerate(zip(layers, params, state, xs, split_key(key, len(layers)))):
-      with scope(str(i)):
+      with scope(i):
         y, s = child.apply(p, s, x, key=k, train=train)
       outs.append(y)
       new_states.append(s)
     return outs, tuple(new_states)
 
-  return named("parallel", init, apply)
+  return scoped("parallel", init, apply)
 
 
 def FanOut(num):
@@ -160,11 +210,13 @@ def shape_dependent(make_layer):
   def apply(params, state, x, *, key=None, train=False):
     return make(x.shape).apply(params, state, x, key=key, train=train)
 
-  return named("shape_dependent", init, apply)
+  return scoped("shape_dependent", init, apply)
 
 
 def residual(main, shortcut=Identity):
-  """`main(x) + shortcut(x)`: the ResNet block's skip connection (projection via `shortcut`)."""
+  """`main(x) + shortcut(x)`: the ResNet block's skip connection (projection via `shortcut`). It is
+  `serial(FanOut(2), parallel(main, shortcut), FanInSum)` with its parts named: `split`, `branches/main`,
+  `branches/shortcut`, `add`; params `((), (main's, shortcut's), ())`."""
   check_layer(main, "residual", "main")
   check_layer(shortcut, "residual", "shortcut")
-  return serial(FanOut(2), parallel(main, shortcut), FanInSum)
+  return serial(split=FanOut(2), branches=parallel(main=main, shortcut=shortcut), add=FanInSum)

@@ -202,10 +202,14 @@ NET = fc.serial(fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu,
 IN = (6, 6, 2)
 _, PARAMS, STATE = NET.init(KEY, IN)
 X = jnp.ones(IN)
-ROWS = [r["name"] for r in fc.summary(NET, IN, print_fn=None)["rows"]]
-# Each leaf layer's place in the params tree is the numbers of its path: "3.1.0.0.Conv" is params[3][1][0][0].
-PLACES = {tuple(int(i) for i in name.split(".")[:-1]): name for name in ROWS}
+ROWS = fc.summary(NET, IN, print_fn=None)["rows"]
+# Each leaf layer's place in the params tree (its row's index: (3, 1, 0, 0) is params[3][1][0][0]), and how errors
+# name it: "3/branches/main/0 (Conv)".
+PLACES = {row["index"]: f"{row['name']} ({row['type']})" for row in ROWS}
 CONTAINERS = sorted({place[:i] for place in PLACES for i in range(len(place))})
+# A container's path: the first levels of the path of a layer inside it.
+CONTAINER_PATHS = {place: "/".join(row["name"].split("/")[:len(place)]) for row in ROWS
+                   for place in CONTAINERS if row["index"][:len(place)] == place}
 
 
 def trace_apply(params=PARAMS, state=STATE, x=X, **kwargs):
@@ -265,8 +269,8 @@ def test_a_container_with_the_wrong_number_of_entries_names_itself(what, place, 
   sub = get(tree, place)
   new = {"shorter": sub[:-1], "longer": (*sub, ()), "array": jnp.zeros(len(sub)), "dict": dict(enumerate(sub))}[kind]
   arguments = dict(params=replace(tree, place, new)) if what == "params" else dict(state=replace(tree, place, new))
-  path = ".".join(map(str, place))
-  rejects(lambda: trace_apply(**arguments), f"{path}." if path else "serial:", what, f"tuple of {len(sub)}",
+  path = CONTAINER_PATHS[place]
+  rejects(lambda: trace_apply(**arguments), f"{path} (" if path else "serial:", what, f"tuple of {len(sub)}",
           error=ValueError)
 
 
@@ -293,24 +297,25 @@ def test_params_of_another_model_never_run(model, shape):
   _, params, state = OTHER_MODELS[model].init(KEY, shape)
   assume(jax.tree.map(jnp.shape, (params, state)) != jax.tree.map(jnp.shape, (PARAMS, STATE)))   # else the same model
   message = rejects(lambda: trace_apply(params, state), error=ValueError)
-  assert message.startswith(("serial:", *(f"{row}:" for row in ROWS))), message
+  assert message.startswith(("serial:", *(f"{layer}:" for layer in PLACES.values()),
+                             *(f"{path} (" for path in CONTAINER_PATHS.values() if path))), message
 
 
 @often(60)
 @given(st.sampled_from([(6, 6), (6, 6, 3), (6, 6, 2, 1), (2, 6, 6, 2), (), (6, 2), (6, 6, 1)]))
 def test_inputs_that_do_not_fit_the_params(shape):
-  rejects(lambda: trace_apply(x=jnp.ones(shape)), "0.Conv:", repr(shape))
+  rejects(lambda: trace_apply(x=jnp.ones(shape)), "0 (Conv):", repr(shape))
 
 
 @often(40)
 @given(st.sampled_from([jnp.int32, jnp.int8, jnp.uint8, jnp.bool_]))
 def test_integer_inputs(dtype):
-  rejects(lambda: trace_apply(x=jnp.ones(IN, dtype)), "0.Conv:", "x", jnp.dtype(dtype).name, error=TypeError)
+  rejects(lambda: trace_apply(x=jnp.ones(IN, dtype)), "0 (Conv):", "x", jnp.dtype(dtype).name, error=TypeError)
 
 
 def test_dropout_in_training_needs_a_key_and_batchnorm_a_batch():
-  rejects(lambda: fc.batched(NET.apply)(PARAMS, STATE, jnp.ones((2, *IN)), train=True), "6.Dropout:", "key")
-  rejects(lambda: trace_apply(key=KEY, train=True), "1.BatchNorm:", "axis named 'batch'")
+  rejects(lambda: fc.batched(NET.apply)(PARAMS, STATE, jnp.ones((2, *IN)), train=True), "6 (Dropout):", "key")
+  rejects(lambda: trace_apply(key=KEY, train=True), "1 (BatchNorm):", "axis named 'batch'")
   rejects(lambda: fc.Dropout(0.5).apply((), (), X, train=True), "Dropout:", "key")
 
 
@@ -493,7 +498,7 @@ def test_models_on_inputs_too_small(model_size, draw):
   size = draw.draw(st.integers(1, largest))
   model = getattr(models, name)(num_classes=10)
   message = rejects(lambda: fc.summary(model, (size, size, 3), print_fn=None), "input")
-  assert message.split(":")[0].split(".")[-1] in ("Conv", "MaxPool"), message
+  assert message.split(":")[0].split(" (")[-1] in ("Conv)", "MaxPool)"), message
 
 
 IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -658,7 +663,7 @@ def test_from_stax_layers_count_their_params_and_an_unknown_field():
   stax = pytest.importorskip("jax.example_libraries.stax")
   net = fc.serial(fc.from_stax(stax.Conv(4, (3, 3))), fc.Relu, fc.Conv(2, 3), fc.Flatten, fc.Dense(2))
   info = fc.summary(net, (8, 8, 1), print_fn=None)
-  assert info["rows"][0]["name"] == "0.stax" and info["rows"][0]["params"] == 3 * 3 * 4 + 4
+  assert (info["rows"][0]["name"], info["rows"][0]["type"]) == ("0", "stax") and info["rows"][0]["params"] == 3 * 3 * 4 + 4
   assert info["params"] == 40 + 74 + 66
   fields = [r["size"] for r in fc.receptive_field(net, (8, 8, 1))]
   assert fields == ["unknown", "unknown", "unknown", None, None]

@@ -15,7 +15,8 @@ def test_summary_counts_parameters_and_macs_without_allocating():
   info = fc.summary(net, (28, 28, 1), print_fn=lines.append)
   assert info["params"] == (9 * 8 + 8) + (26 * 26 * 8 * 10 + 10)
   assert info["macs"] == 26 * 26 * 8 * 9 + 26 * 26 * 8 * 10
-  assert [r["name"] for r in info["rows"]] == ["0.Conv", "1.Relu", "2.Flatten", "3.Dense"]
+  assert [(r["name"], r["type"]) for r in info["rows"]] == [("0", "Conv"), ("1", "Relu"), ("2", "Flatten"),
+                                                            ("3", "Dense")]
   assert info["rows"][0]["output_shape"] == (26, 26, 8)
   assert "total" in lines[0]
 

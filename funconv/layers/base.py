@@ -24,29 +24,69 @@ class Layer(NamedTuple):
 
 
 _RECORDER: contextvars.ContextVar["Recorder | None"] = contextvars.ContextVar("funconv_recorder", default=None)
-_PATH: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("funconv_path", default=())
+# The layer being initialised or applied: one (index in its container's params, label) per level; the label is the
+# index or the name given with `funconv.named` (index None where a name adds a level of its own).
+_PATH: contextvars.ContextVar[tuple[tuple[int | None, str], ...]] = contextvars.ContextVar("funconv_path", default=())
+_CAPTURE: contextvars.ContextVar["dict | None"] = contextvars.ContextVar("funconv_capture", default=None)
 UNKNOWN = "unknown"  # a receptive field funconv cannot compute (after a `from_stax` layer)
 
 
-def where(name):
-  """The path of layer `name` while it is initialised or applied, as `summary` shows it: `3.1.0.Conv`."""
-  return ".".join((*_PATH.get(), name))
+def path():
+  """The path of the layer being initialised or applied, as `summary` shows it: `3/1/0`, `stage1/block0/conv1`;
+  `""` for the outermost layer."""
+  return "/".join(label for _, label in _PATH.get())
+
+
+def index_path():
+  """Where the params of the layer being initialised or applied sit in the model's params: `params[3][1][0]`
+  is `(3, 1, 0)`."""
+  return tuple(i for i, _ in _PATH.get() if i is not None)
+
+
+def where(kind):
+  """The layer of type `kind` being initialised or applied, for messages: `3/1/0 (Conv)`, or `Conv` outermost."""
+  return f"{path()} ({kind})" if _PATH.get() else kind
 
 
 @contextlib.contextmanager
-def scope(name):
-  """Name the layers initialised or applied inside after their place in a container, e.g. `3.1.0.Conv`."""
-  token = _PATH.set((*_PATH.get(), name))
+def _entered(levels):
+  token = _PATH.set(levels)
   try:
     yield
   finally:
     _PATH.reset(token)
 
 
+def scope(index):
+  """Name the layer initialised or applied inside after its place `index` in a container."""
+  return _entered((*_PATH.get(), (index, str(index))))
+
+
+def label(name):
+  """Name the layer initialised or applied inside `name`: it replaces the index its container gave it, or adds a
+  level where there is none to replace (outermost, or a name given to a named layer)."""
+  levels = _PATH.get()
+  if levels and levels[-1][1] == str(levels[-1][0]):
+    return _entered((*levels[:-1], (levels[-1][0], name)))
+  return _entered((*levels, (None, name)))
+
+
+@contextlib.contextmanager
+def capturing():
+  """Collect `{path: (type, output)}` of every layer applied inside (the innermost where two share a path, as a
+  `shape_dependent` layer and the layer it chose)."""
+  outputs = {}
+  token = _CAPTURE.set(outputs)
+  try:
+    yield outputs
+  finally:
+    _CAPTURE.reset(token)
+
+
 @contextlib.contextmanager
 def naming(name):
   """ValueErrors and TypeErrors raised inside name layer `name` by its path, once (the innermost layer does):
-  a message's leading `"{name}: "` becomes `"{path}: "`; other messages get `"{path}: "` in front."""
+  a message's leading `"{name}: "` becomes `"{path} ({name}): "`; other messages get that in front."""
   try:
     yield
   except (ValueError, TypeError) as err:
@@ -135,22 +175,27 @@ def _input_shape(x):
   return [tuple(jnp.shape(a)) for a in x] if isinstance(x, (list, tuple)) else tuple(jnp.shape(x))
 
 
-def named(name, init, apply):
-  """`Layer(init, apply)` whose errors name it by its path (`naming`): for containers, which check their own
-  arguments and leave the rest to their children."""
-  def named_init(key, input_shape):
+def scoped(name, init, apply):
+  """`Layer(init, apply)` of type `name` whose errors name it by its path (`naming`) and whose output `capture`
+  sees under its path: every layer is one; containers are no more (they check their own arguments and leave
+  the rest to their children)."""
+  def scoped_init(key, input_shape):
     with naming(name):
       return init(key, input_shape)
 
-  def named_apply(params, state, x, *, key=None, train=False):
+  def scoped_apply(params, state, x, *, key=None, train=False):
     with naming(name):
-      return apply(params, state, x, key=key, train=train)
+      y, state = apply(params, state, x, key=key, train=train)
+    outputs = _CAPTURE.get()
+    if outputs is not None and _PATH.get():
+      outputs.setdefault(path(), (name, y))
+    return y, state
 
-  return Layer(named_init, named_apply)
+  return Layer(scoped_init, scoped_apply)
 
 
 def checked(name, init, apply):
-  """A `named` layer whose `init` checks `input_shape` and whose `apply` checks `params` and `state` against what
+  """A `scoped` layer whose `init` checks `input_shape` and whose `apply` checks `params` and `state` against what
   `init` makes for `x`'s shape: at trace time, from `init` under `jax.eval_shape`, once per input shape.
 
   A structure that differs (params of another model) raises before the layer runs, where it would fail as an
@@ -181,7 +226,7 @@ def checked(name, init, apply):
       raise ValueError(note)
     return out
 
-  return named(name, checked_init, checked_apply)
+  return scoped(name, checked_init, checked_apply)
 
 
 def trailing(v, x):
@@ -230,13 +275,15 @@ def _param_count(tree):
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
-def layer(name, init, apply, *, macs=None, window=None, flattens=False):
-  """A leaf `Layer`: `checked`, and recorded as one row of `summary` and `receptive_field` per `init`.
+def layer(name, init, apply, *, macs=None, window=None, flattens=False, param_names=(), state_names=()):
+  """A leaf `Layer` of type `name`: `checked`, and recorded as one row of `summary` and `receptive_field` per
+  `init`.
 
   `macs(input_shape, output_shape)` counts multiply-accumulates for one example; `window(input_shape)`
   returns per spatial axis `(kernel, stride, dilation, low_pad)` for the receptive field, or `window=UNKNOWN`
   says the layer's geometry cannot be known; `flattens` says the layer mixes every position (Flatten,
-  global pools).
+  global pools). `param_names` and `state_names` name the entries of its params and state tuples (`("W", "b")`)
+  for `funconv.param_names`; entries without one are named by their index.
   """
   def recorded_init(key, input_shape):
     output_shape, params, state = init(key, input_shape)
@@ -249,7 +296,11 @@ def layer(name, init, apply, *, macs=None, window=None, flattens=False):
       elif window is not None and isinstance(rec.field, tuple):
         rec.field = tuple((jump * s, size + (k - 1) * d * jump, start + ((k - 1) * d / 2 - lo) * jump)
                           for (jump, size, start), (k, s, d, lo) in zip(rec.field, window(input_shape)))
-      rec.rows.append(dict(name=where(name), input_shape=tuple(input_shape), output_shape=tuple(output_shape),
+      row_name = path() or name
+      if any(row["name"] == row_name for row in rec.rows):
+        raise ValueError(f"two layers have the path {row_name!r}: give them different names")
+      rec.rows.append(dict(name=row_name, type=name, index=index_path(), param_names=param_names,
+                           state_names=state_names, input_shape=tuple(input_shape), output_shape=tuple(output_shape),
                            params=_param_count(params), state=_param_count(state),
                            macs=macs(input_shape, output_shape) if macs else 0,
                            field=rec.field if isinstance(rec.field, tuple) or rec.field is UNKNOWN else None))

@@ -70,7 +70,7 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
     y = ops.conv(x, params[0], strides, padding, dilation, groups)
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("Conv", init, apply,
+  return layer("Conv", init, apply, param_names=("W", "b"),
                macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]) * i[-1] // groups,
                window=lambda i: _window_geometry(i, resolve, padding, "Conv"))
 
@@ -109,7 +109,7 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     y = ops.conv_transpose(x, params[0], strides, padding, dilation)
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("ConvTranspose", init, apply,
+  return layer("ConvTranspose", init, apply, param_names=("W", "b"),
                macs=lambda i, o: math.prod(i) * math.prod(resolve(i)[0]) * out_chan)
 
 
@@ -139,7 +139,8 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("DepthwiseConv", init, apply, macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
+  return layer("DepthwiseConv", init, apply, param_names=("W", "b"),
+               macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
                window=lambda i: _window_geometry(i, resolve, padding, "DepthwiseConv"))
 
 

@@ -38,7 +38,7 @@ def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param
     y = x @ params[0]
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("Dense", init, apply, macs=lambda i, o: math.prod(i) * out_dim)
+  return layer("Dense", init, apply, param_names=("W", "b"), macs=lambda i, o: math.prod(i) * out_dim)
 
 
 def _flatten_init(key, input_shape):

@@ -70,7 +70,7 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
     y = (wide - trailing(mean, x)) * trailing(lax.rsqrt(var + epsilon), x)
     return _affine(y, params).astype(x.dtype), state
 
-  return layer("BatchNorm", init, apply)
+  return layer("BatchNorm", init, apply, param_names=("beta", "gamma"), state_names=("mean", "var"))
 
 
 def _affine_params(key, c, center, scale, param_dtype):
@@ -107,7 +107,7 @@ def LayerNorm(epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=
     var = jnp.mean(jnp.square(wide - mean), axis=-1, keepdims=True)
     return _affine((wide - mean) * lax.rsqrt(var + epsilon), params).astype(x.dtype), state
 
-  return layer("LayerNorm", init, apply)
+  return layer("LayerNorm", init, apply, param_names=("beta", "gamma"))
 
 
 def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=jnp.float32):
@@ -138,4 +138,4 @@ def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=Non
     y = ((grouped - mean) * lax.rsqrt(var + epsilon)).reshape(x.shape)
     return _affine(y, params).astype(x.dtype), state
 
-  return layer("GroupNorm", init, apply)
+  return layer("GroupNorm", init, apply, param_names=("beta", "gamma"))

@@ -10,7 +10,8 @@ def _choose(name, value, options):
 
 
 def lenet5(num_classes=10, activation="tanh", pooling="avg"):
-  """LeNet-5: C1 conv 5x5x6, S2 pool, C3 conv 5x5x16, S4 pool, C5 conv 5x5x120, F6 dense 84, output.
+  """LeNet-5: C1 conv 5x5x6, S2 pool, C3 conv 5x5x16, S4 pool, C5 conv 5x5x120, F6 dense 84, output (the
+  layers' names; the activations after them are `act1`, `act3`, `act5`, `act6`).
 
   For 32x32x1 inputs as in the paper, or 28x28x1 (MNIST) padded by 2 in C1 to the same
   geometry: C1 pads every input up to 32x32. `activation` is `"tanh"` (the paper's scaled tanh,
@@ -30,5 +31,5 @@ def lenet5(num_classes=10, activation="tanh", pooling="avg"):
   act = _choose("activation", activation, {"tanh": fc.Tanh, "relu": fc.Relu})
   pool = _choose("pooling", pooling, {"avg": fc.AvgPool, "max": fc.MaxPool})((2, 2), strides=(2, 2))
   c1 = fc.shape_dependent(lambda shape: fc.Conv(6, (5, 5), padding=[(max((32 - n) // 2, 0),) * 2 for n in shape[:2]]))
-  return fc.serial(c1, act, pool, fc.Conv(16, (5, 5)), act, pool, fc.Conv(120, (5, 5)), act,
-                   fc.Flatten, fc.Dense(84), act, fc.Dense(num_classes))
+  return fc.serial(C1=c1, act1=act, S2=pool, C3=fc.Conv(16, (5, 5)), act3=act, S4=pool, C5=fc.Conv(120, (5, 5)),
+                   act5=act, flatten=fc.Flatten, F6=fc.Dense(84), act6=act, output=fc.Dense(num_classes))

@@ -9,7 +9,8 @@ BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), *((512, 1),
 
 def mobilenet_v1(num_classes=1000, width_multiplier=1.0):
   """MobileNet v1 for 224x224x3: a 3x3/2 conv (32), thirteen blocks of depthwise 3x3 conv, BN,
-  ReLU, pointwise 1x1 conv, BN, ReLU (`BLOCKS`), global average pool, dense classifier.
+  ReLU, pointwise 1x1 conv, BN, ReLU (`BLOCKS`), global average pool, dense classifier; its layers are named
+  `stem/conv`, `block1/depthwise/conv`, `block1/pointwise/bn`, ..., `pool`, `fc`.
 
   Parameters at 1000 classes: 4,231,976 counting BatchNorm's beta and gamma (trainable) and no
   convolution biases; the paper's Table 2 rounds the count to 4.2 million.
@@ -21,10 +22,11 @@ def mobilenet_v1(num_classes=1000, width_multiplier=1.0):
     return max(8, int(c * width_multiplier))
 
   def conv_bn_relu(conv):
-    return [conv, fc.BatchNorm(), fc.Relu]
+    return fc.serial(conv=conv, bn=fc.BatchNorm(), relu=fc.Relu)
 
-  layers = conv_bn_relu(fc.Conv(width(32), (3, 3), strides=(2, 2), padding="SAME", use_bias=False))
-  for channels, stride in BLOCKS:
-    layers += conv_bn_relu(fc.DepthwiseConv((3, 3), strides=(stride, stride), padding="SAME", use_bias=False))
-    layers += conv_bn_relu(fc.Conv(width(channels), (1, 1), use_bias=False))
-  return fc.serial(*layers, fc.GlobalAvgPool, fc.Dense(num_classes))
+  blocks = {f"block{i + 1}": fc.serial(
+      depthwise=conv_bn_relu(fc.DepthwiseConv((3, 3), strides=(stride, stride), padding="SAME", use_bias=False)),
+      pointwise=conv_bn_relu(fc.Conv(width(channels), (1, 1), use_bias=False))) for i, (channels, stride) in
+      enumerate(BLOCKS)}
+  return fc.serial(stem=conv_bn_relu(fc.Conv(width(32), (3, 3), strides=(2, 2), padding="SAME", use_bias=False)),
+                   **blocks, pool=fc.GlobalAvgPool, fc=fc.Dense(num_classes))

@@ -1,4 +1,8 @@
-"""ResNets (He, Zhang, Ren and Sun 2016): ImageNet ResNet-18 to 152, and the CIFAR family."""
+"""ResNets (He, Zhang, Ren and Sun 2016): ImageNet ResNet-18 to 152, and the CIFAR family.
+
+Layers are named as in the paper's tables: `stem/conv`, `stage1/block0/residual/branches/main/conv1`, ...,
+`pool`, `fc`.
+"""
 import jax.numpy as jnp
 from jax import lax
 
@@ -7,26 +11,33 @@ from funconv.layers.base import layer
 from funconv.ops.shapes import positive_int
 
 
-def _conv_bn(width, window, stride=1, relu=True):
-  """Convolution without bias (BatchNorm's beta is the bias), BatchNorm, optional ReLU."""
-  pad = window // 2
-  layers = [fc.Conv(width, (window, window), strides=(stride, stride), padding=pad, use_bias=False), fc.BatchNorm()]
-  return layers + [fc.Relu] if relu else layers
+def _conv_bn(width, window, stride=1, relu=True, suffix=""):
+  """`{conv, bn, relu}{suffix}`: convolution without bias (BatchNorm's beta is the bias), BatchNorm, optional
+  ReLU."""
+  conv = fc.Conv(width, (window, window), strides=(stride, stride), padding=window // 2, use_bias=False)
+  return {f"conv{suffix}": conv, f"bn{suffix}": fc.BatchNorm(), **({f"relu{suffix}": fc.Relu} if relu else {})}
+
+
+def _block(main, shortcut, shortcuts=True):
+  """`relu(main(x) + shortcut(x))`; without `shortcuts`, the plain network's `relu(main(x))`."""
+  return (fc.serial(residual=fc.residual(main, shortcut), relu=fc.Relu) if shortcuts else
+          fc.serial(main=main, relu=fc.Relu))
 
 
 def basic_block(width, stride, in_width):
   """Two 3x3 convolutions; a 1x1 projection shortcut where the shape changes (option B)."""
-  main = fc.serial(*_conv_bn(width, 3, stride), *_conv_bn(width, 3, relu=False))
-  shortcut = fc.Identity if stride == 1 and in_width == width else fc.serial(*_conv_bn(width, 1, stride, relu=False))
-  return fc.serial(fc.residual(main, shortcut), fc.Relu), width
+  main = fc.serial(**_conv_bn(width, 3, stride, suffix="1"), **_conv_bn(width, 3, relu=False, suffix="2"))
+  same = stride == 1 and in_width == width
+  return _block(main, fc.Identity if same else fc.serial(**_conv_bn(width, 1, stride, relu=False))), width
 
 
 def bottleneck_block(width, stride, in_width):
   """1x1 reduce, 3x3 (carrying the stride, as torchvision's ResNet v1.5), 1x1 expand to 4x width."""
   out = 4 * width
-  main = fc.serial(*_conv_bn(width, 1), *_conv_bn(width, 3, stride), *_conv_bn(out, 1, relu=False))
-  shortcut = fc.Identity if stride == 1 and in_width == out else fc.serial(*_conv_bn(out, 1, stride, relu=False))
-  return fc.serial(fc.residual(main, shortcut), fc.Relu), out
+  main = fc.serial(**_conv_bn(width, 1, suffix="1"), **_conv_bn(width, 3, stride, suffix="2"),
+                   **_conv_bn(out, 1, relu=False, suffix="3"))
+  same = stride == 1 and in_width == out
+  return _block(main, fc.Identity if same else fc.serial(**_conv_bn(out, 1, stride, relu=False))), out
 
 
 def resnet(block, stage_sizes, num_classes=1000):
@@ -44,13 +55,14 @@ def resnet(block, stage_sizes, num_classes=1000):
                     f"block={block!r}, stage_sizes={stage_sizes!r}")
   for i, n in enumerate(stage_sizes):
     positive_int(n, f"stage_sizes[{i}]", "resnet")
-  layers = [*_conv_bn(64, 7, 2), fc.MaxPool((3, 3), strides=(2, 2), padding=1)]
-  width = 64
+  stem = fc.serial(**_conv_bn(64, 7, 2), maxpool=fc.MaxPool((3, 3), strides=(2, 2), padding=1))
+  width, stages = 64, {}
   for stage, blocks in enumerate(stage_sizes):
+    units = {}
     for i in range(blocks):
-      unit, width = block(64 * 2 ** stage, 2 if stage > 0 and i == 0 else 1, width)
-      layers.append(unit)
-  return fc.serial(*layers, fc.GlobalAvgPool, fc.Dense(num_classes))
+      units[f"block{i}"], width = block(64 * 2 ** stage, 2 if stage > 0 and i == 0 else 1, width)
+    stages[f"stage{stage + 1}"] = fc.serial(**units)
+  return fc.serial(stem=stem, **stages, pool=fc.GlobalAvgPool, fc=fc.Dense(num_classes))
 
 
 def resnet18(num_classes=1000):
@@ -93,25 +105,30 @@ def subsample_and_pad(width, stride):
   return layer("SubsampleAndPad", init, apply)
 
 
-def cifar_resnet(depth, num_classes=10):
+def cifar_resnet(depth, num_classes=10, shortcuts=True):
   """A CIFAR ResNet of `depth = 6n + 2` layers (He et al. 2016, section 4.2) for 32x32x3 inputs:
   a 3x3 conv (16), three stages of `n` basic blocks with 16, 32 and 64 channels (stride 2 into
   the second and third), identity shortcuts with subsampling and zero-padded channels where
-  the shape changes (option A: no parameters), global average pool, dense classifier."""
+  the shape changes (option A: no parameters), global average pool, dense classifier.
+  `shortcuts=False` gives the paper's plain network: the same layers and parameters, no skip connections."""
   positive_int(num_classes, "num_classes", "cifar_resnet")
   if positive_int(depth, "depth", "cifar_resnet") < 8 or (depth - 2) % 6:
     raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got {depth}")
+  if not isinstance(shortcuts, bool):
+    raise TypeError(f"cifar_resnet: shortcuts must be True or False, got {shortcuts!r}")
   n = (depth - 2) // 6
-  layers = _conv_bn(16, 3)
-  width = 16
+  width, stages = 16, {}
   for stage, stage_width in enumerate((16, 32, 64)):
+    units = {}
     for i in range(n):
       stride = 2 if stage > 0 and i == 0 else 1
-      main = fc.serial(*_conv_bn(stage_width, 3, stride), *_conv_bn(stage_width, 3, relu=False))
+      main = fc.serial(**_conv_bn(stage_width, 3, stride, suffix="1"), **_conv_bn(stage_width, 3, relu=False,
+                                                                                  suffix="2"))
       shortcut = fc.Identity if stride == 1 and width == stage_width else subsample_and_pad(stage_width, stride)
-      layers.append(fc.serial(fc.residual(main, shortcut), fc.Relu))
+      units[f"block{i}"] = _block(main, shortcut, shortcuts)
       width = stage_width
-  return fc.serial(*layers, fc.GlobalAvgPool, fc.Dense(num_classes))
+    stages[f"stage{stage + 1}"] = fc.serial(**units)
+  return fc.serial(stem=fc.serial(**_conv_bn(16, 3)), **stages, pool=fc.GlobalAvgPool, fc=fc.Dense(num_classes))
 
 
 def resnet20(num_classes=10):

@@ -19,24 +19,29 @@ def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_widt
   Each convolution is 3x3 with padding 1 (then BatchNorm with `batch_norm=True`) and ReLU; an
   adaptive average pool to 7x7 feeds the classifier: dense `classifier_width`, ReLU, dropout,
   twice, then dense `num_classes` (torchvision's layout; at 224x224 the pool is the identity).
-  `classifier_width` below 4096 gives the small VGGs used in tests and CIFAR studies.
+  `classifier_width` below 4096 gives the small VGGs used in tests and CIFAR studies. Layers are named as in
+  the paper's Caffe models: `conv1_1`, `relu1_1`, ..., `pool1`, ..., `fc6`, `fc7`, `fc8`.
   """
   positive_int(num_classes, "num_classes", "vgg")
   positive_int(classifier_width, "classifier_width", "vgg")
   check_number(dropout, "dropout", "vgg", 0.0, 1.0)
   if not isinstance(config, (tuple, list)):
     raise TypeError(f"vgg: config must be a tuple of conv widths and 'M' pools, got {config!r}")
-  layers = []
+  layers, block, conv = {}, 1, 1
   for i, item in enumerate(config):
     if item == "M":
-      layers.append(fc.MaxPool((2, 2), strides=(2, 2)))
+      layers[f"pool{block}"] = fc.MaxPool((2, 2), strides=(2, 2))
+      block, conv = block + 1, 1
     else:
       positive_int(item, f"config[{i}] (a conv width, or 'M')", "vgg")
-      layers += [fc.Conv(item, (3, 3), padding=1), *([fc.BatchNorm()] if batch_norm else []), fc.Relu]
-  return fc.serial(*layers, fc.AdaptiveAvgPool((7, 7)), fc.Flatten,
-                   fc.Dense(classifier_width), fc.Relu, fc.Dropout(dropout),
-                   fc.Dense(classifier_width), fc.Relu, fc.Dropout(dropout),
-                   fc.Dense(num_classes))
+      layers[f"conv{block}_{conv}"] = fc.Conv(item, (3, 3), padding=1)
+      layers.update({f"bn{block}_{conv}": fc.BatchNorm()} if batch_norm else {})
+      layers[f"relu{block}_{conv}"] = fc.Relu
+      conv += 1
+  return fc.serial(**layers, avgpool=fc.AdaptiveAvgPool((7, 7)), flatten=fc.Flatten,
+                   fc6=fc.Dense(classifier_width), relu6=fc.Relu, drop6=fc.Dropout(dropout),
+                   fc7=fc.Dense(classifier_width), relu7=fc.Relu, drop7=fc.Dropout(dropout),
+                   fc8=fc.Dense(num_classes))
 
 
 def vgg11(num_classes=1000, batch_norm=False):
