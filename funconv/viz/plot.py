@@ -65,7 +65,8 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
   """A layer's filters: a grid of the kernel `W` `(kh, kw, C_in, C_out)` (`(k, C_in, C_out)` for 1-D).
 
   With 3 input channels (a first layer on colour images; `rgb` as in `filter_grid`) each filter is one RGB
-  image, scaled on its own, a zero weight grey. Otherwise one row per filter and one column per input channel,
+  image, scaled on its own, a zero weight grey; with one input channel (grey images) each filter is a grey image,
+  all on one scale with a colour bar. Otherwise one row per filter and one column per input channel,
   in a diverging colour map over the kernel's symmetric range (white is 0), with a colour bar. At most
   `max_filters` filters and `max_channels` input channels are drawn (the first ones; the title says so).
 
@@ -87,6 +88,19 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
       else:
         ax.set_axis_off()
     heading = f"{n_out} RGB filters {window}\n(each scaled to its own range; grey = 0)"
+  elif grid.tiles.shape[1] == 1:
+    cols, rows = _grid(shown)
+    fig = _figure(cols, rows, 1.1, (1.2, 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+      _bare(ax)
+      if i < shown:
+        im = ax.imshow(grid.tiles[i, 0], cmap="gray", vmin=-grid.vmax, vmax=grid.vmax, interpolation="nearest")
+        ax.set_title(f"filter {i}", fontsize=8)
+      else:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
+    heading = f"{n_out} filters {window} on one input channel, as grey images\n(one scale for all; mid-grey = 0)"
   else:
     n_in = grid.tiles.shape[1]
     cols, rows = min(n_in, max_channels), shown
