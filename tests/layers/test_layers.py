@@ -150,7 +150,7 @@ def test_init_errors_name_the_layer_and_shapes():
     fc.Conv(8, (3, 3), strides=(0, 1))
   with pytest.raises(ValueError, match="unknown padding"):
     fc.MaxPool((2, 2), padding="FULL").init(key, (8, 8, 1))
-  with pytest.raises(ValueError, match="FanInSum: every input must have the same shape"):
+  with pytest.raises(ValueError, match=r"2 \(FanInSum\): every input must have the same shape"):
     fc.serial(fc.FanOut(2), fc.parallel(fc.Dense(3), fc.Dense(4)), fc.FanInSum).init(key, (5,))
   with pytest.raises(ValueError, match="GroupNorm: num_groups=4 must divide"):
     fc.GroupNorm(4).init(key, (8, 8, 6))
