@@ -119,7 +119,8 @@ def main(argv=None):
     d, g = spreads["test_accuracy_minus_none"][name], spreads["gap"][name]["mean"] - spreads["gap"]["none"]["mean"]
     sign = "helps on every seed" if d["min"] > 0 else "hurts on every seed" if d["max"] < 0 else "not separated"
     return (f"{name}: test {100 * spreads['test_accuracy'][name]['mean']:.2f}% ({100 * d['mean']:+.2f} points, per "
-            f"seed {100 * d['min']:+.2f} to {100 * d['max']:+.2f}: {sign}), gap {100 * g:+.2f} points")
+            f"seed {100 * d['min']:+.2f} to {100 * d['max']:+.2f}: {sign}), train-test gap {100 * g:+.2f} points "
+            "against none")
 
   verdict = (f"none: training {100 * spreads['train_accuracy']['none']['mean']:.2f}%, test "
              f"{100 * spreads['test_accuracy']['none']['mean']:.2f}% (gap "
