@@ -66,7 +66,7 @@ def label(name):
   """Name the layer initialised or applied inside `name`: it replaces the index its container gave it, or adds a
   level where there is none to replace (outermost, or a name given to a named layer)."""
   levels = _PATH.get()
-  if levels and levels[-1][1] == str(levels[-1][0]):
+  if levels and levels[-1][0] is not None and levels[-1][1] == str(levels[-1][0]):
     return _entered((*levels[:-1], (levels[-1][0], name)))
   return _entered((*levels, (None, name)))
 
