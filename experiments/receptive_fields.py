@@ -3,14 +3,14 @@
 The computed field of a unit is the textbook recurrence over the layers' windows, strides, dilations and paddings
 (Araujo, Norris and Sim 2019, "Computing receptive fields of convolutional neural networks", Distill, whose Table 1
 gives VGG-16's 212 and ResNet-50 v1's 483 pixels). The measurement is the gradient of one unit (the centre of a
-layer's output, summed over its channels) with respect to the input: it must be non-zero inside the computed field (clipped to the input) and nowhere outside. It runs in
-float64: the Winograd convolution's transforms leave rounding residues about 1e-6 of the largest value (float32) at
-inputs of the same tile outside a unit's window, and a deep layer's true contributions at its field's corners can be
-as small; in float64 the residues are about 1e-16, and a pixel counts as measured where its gradient exceeds
-`THRESHOLD` of the largest. ReLUs and max pools route the gradient of one input through some paths only, so the
-measured support is the union over several random inputs; the gradient's magnitude also shows how much of the field
-matters (Luo, Li, Urtasun and Zemel 2016: the "effective" receptive field is a fraction of the theoretical one,
-concentrated at its centre).
+layer's output, summed over its channels) with respect to the input: it must be non-zero inside the computed field
+(clipped to the input) and nowhere outside. It runs in float64: the Winograd convolution's transforms leave rounding
+residues about 1e-6 of the largest value (float32) at inputs of the same tile outside a unit's window, and a deep
+layer's true contributions at its field's corners can be as small; in float64 the residues are about 1e-16, and a
+pixel counts as measured where its gradient exceeds `THRESHOLD` of the largest. ReLUs and max pools route the
+gradient of one input through some paths only, so the measured support is the union over several random inputs; the
+gradient's magnitude also shows how much of the field matters (Luo, Li, Urtasun and Zemel 2016: the "effective"
+receptive field is a fraction of the theoretical one, concentrated at its centre).
 
     python experiments/receptive_fields.py [--quick]
 """
@@ -65,8 +65,7 @@ def gradients(model, input_shape, names, positions, inputs):
 
 def study(name, model, input_shape, measured, config):
   rows = [r for r in fc.receptive_field(model, input_shape) if isinstance(r["size"], tuple)]
-  types = {r["name"]: r["type"] for r in fc.summary(model, input_shape, print_fn=None)["rows"]}
-  chosen = [r for r in rows if (r["name"] in measured if measured else types[r["name"]] in SPATIAL_TYPES)]
+  chosen = [r for r in rows if (r["name"] in measured if measured else r["type"] in SPATIAL_TYPES)]
   positions = {r["name"]: tuple(n // 2 for n in r["output_shape"][:-1]) for r in chosen}
   keys = jax.random.split(jax.random.key(1), config["inputs"])
   inputs = [jax.random.normal(k, input_shape, jnp.float64) for k in keys]
@@ -74,13 +73,13 @@ def study(name, model, input_shape, measured, config):
   grads = gradients(model, input_shape, [r["name"] for r in chosen], positions, inputs)
   layers = []
   for r, g in zip(chosen, grads):
-    (y0, y1), (x0, x1) = viz.receptive_field_box(model, input_shape, r["name"], positions[r["name"]])
+    (y0, y1), (x0, x1) = viz.field_box(r, positions[r["name"]], input_shape)
     support = (g > THRESHOLD * g.max(axis=(1, 2), keepdims=True)).any(axis=0)
     inside = np.zeros_like(support)
     inside[y0:y1 + 1, x0:x1 + 1] = True
     ys, xs = np.nonzero(support)
     layers.append(dict(
-        name=r["name"], type=types[r["name"]], output_shape=list(r["output_shape"]), size=list(r["size"]),
+        name=r["name"], type=r["type"], output_shape=list(r["output_shape"]), size=list(r["size"]),
         jump=list(r["jump"]), position=list(positions[r["name"]]), computed_box=[[y0, y1], [x0, x1]],
         measured_box=[[int(ys.min()), int(ys.max())], [int(xs.min()), int(xs.max())]] if len(ys) else None,
         outside=int((support & ~inside).sum()),

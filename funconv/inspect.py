@@ -6,12 +6,13 @@ from funconv.layers.base import UNKNOWN, capturing, check_input_shape, check_lay
 
 
 def _record(layer, input_shape, op):
-  """Every leaf layer's row, from `init` under `jax.eval_shape`: shapes only, nothing allocated."""
+  """Every leaf layer's row, and the shapes `init` returns, from `init` under `jax.eval_shape`: nothing
+  allocated."""
   check_layer(layer, op)
   input_shape = check_input_shape(input_shape, op)
   with recording(input_shape) as rec:
-    jax.eval_shape(lambda: layer.init(jax.random.key(0), input_shape))
-  return rec.rows
+    shapes = jax.eval_shape(lambda: layer.init(jax.random.key(0), input_shape))
+  return rec.rows, shapes
 
 
 def summary(layer, input_shape, print_fn=print):
@@ -27,7 +28,7 @@ def summary(layer, input_shape, print_fn=print):
     >>> info["params"]
     54170
   """
-  rows = _record(layer, input_shape, "summary")
+  rows, _ = _record(layer, input_shape, "summary")
   totals = dict(params=sum(r["params"] for r in rows), state=sum(r["state"] for r in rows),
                 macs=sum(r["macs"] for r in rows))
   if print_fn is not None:
@@ -44,7 +45,7 @@ def summary(layer, input_shape, print_fn=print):
 def receptive_field(layer, input_shape):
   """Each layer's receptive field on the input, computed from the layer geometry.
 
-  Returns one dict per layer: `name`, `output_shape`, and per spatial axis `size` (input pixels
+  Returns one dict per layer: `name` (its path), `type`, `output_shape`, and per spatial axis `size` (input pixels
   that can affect one output), `jump` (input pixels between neighbouring outputs) and `start`
   (centre of the first output's field, in input coordinates; negative inside the padding).
   Layers after a Flatten or global pool see the whole input: their field is None. Across a
@@ -57,11 +58,11 @@ def receptive_field(layer, input_shape):
     (5, 5)
   """
   out = []
-  for r in _record(layer, input_shape, "receptive_field"):
+  for r in _record(layer, input_shape, "receptive_field")[0]:
     field = r["field"]
     per_axis = lambda i: field if field is None or field is UNKNOWN else tuple(f[i] for f in field)
-    out.append(dict(name=r["name"], output_shape=r["output_shape"], size=per_axis(1), jump=per_axis(0),
-                    start=per_axis(2)))
+    out.append(dict(name=r["name"], type=r["type"], output_shape=r["output_shape"], size=per_axis(1),
+                    jump=per_axis(0), start=per_axis(2)))
   return out
 
 
@@ -114,9 +115,8 @@ def param_names(layer, input_shape):
     >>> names
     (('conv/W', 'conv/b'), (), (), ('3/W', '3/b'))
   """
-  rows = {row["index"]: row for row in _record(layer, input_shape, "param_names")}
-  _, params, state = jax.eval_shape(lambda: layer.init(jax.random.key(0), check_input_shape(input_shape,
-                                                                                            "param_names")))
+  rows, (_, params, state) = _record(layer, input_shape, "param_names")
+  rows = {row["index"]: row for row in rows}
 
   def name(keys, labels):
     places = [getattr(k, "idx", getattr(k, "key", getattr(k, "name", k))) for k in keys]

@@ -11,7 +11,7 @@ Example:
   >>> viz.plot_activation_maps(maps, image, path="maps.png")
 """
 from funconv.viz.arrays import (CONV_TYPES, FilterGrid, Saliency, activation_maps, apply_kernel, classic_kernels,
-                                conv_layers, filter_grid, measured_field, receptive_field_box, sample_photograph,
-                                saliency)
+                                conv_layers, field_box, filter_grid, measured_field, receptive_field_box,
+                                sample_photograph, saliency)
 from funconv.viz.plot import (plot_activation_maps, plot_classic_kernels, plot_filters, plot_receptive_field,
                               plot_saliency)

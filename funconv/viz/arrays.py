@@ -316,12 +316,24 @@ def receptive_field_box(model, input_shape, layer, position):
   """
   op = "receptive_field_box"
   check_layer(model, op, "model")
-  row = _field_row(model, input_shape, layer, op)
+  return field_box(_field_row(model, input_shape, layer, op), position, input_shape, op)
+
+
+def field_box(row, position, input_shape, op="field_box"):
+  """`receptive_field_box` from one row of `funconv.receptive_field(model, input_shape)`: for many units or
+  layers of one model, its geometry computed once.
+
+  Example:
+    >>> net = serial(Conv(4, 3), Conv(4, 3, strides=2))
+    >>> [field_box(row, 0, (32, 32, 1)) for row in receptive_field(net, (32, 32, 1))]
+    [((0, 2), (0, 2)), ((0, 4), (0, 4))]
+  """
   spatial = tuple(input_shape)[:-1]
   if row["size"] is None:
     return tuple((0, n - 1) for n in spatial)
   if row["size"] == UNKNOWN:
-    raise ValueError(f"{op}: the receptive field of layer {layer!r} is unknown (it follows a from_stax layer)")
+    raise ValueError(f"{op}: the receptive field of layer {row['name']!r} is unknown (it follows a from_stax "
+                     "layer)")
   position = _check_position(position, row["output_shape"], op)
   box = []
   for p, n, size, jump, start in zip(position, spatial, row["size"], row["jump"], row["start"]):
