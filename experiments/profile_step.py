@@ -46,7 +46,7 @@ from bench_conv import interleaved_medians
 from bench_train import compiled_step, native_convolution
 from funconv import models, train
 from funconv.ops import primitives
-from native import LAYOUTS
+from tests.oracle import LAYOUTS
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as bench_torch.py: PyTorch's idle threads must not spin
 try:

@@ -4,12 +4,20 @@ Layers are `Layer(init, apply)` pairs of pure functions applied to one example; 
 maps them over a batch; combinators compose them; `funconv.ops` holds the convolution and
 pooling they are built on, made from lax primitives (never `lax.conv_general_dilated`).
 """
-from funconv import ops
+from funconv.blocks import SeparableConv
 from funconv.batching import batched, per_example_grads
 from funconv.combinators import FanInConcat, FanInSum, FanOut, named, parallel, residual, serial, shape_dependent
-from funconv.inspect import by_name, capture, from_stax, param_names, receptive_field, set_by_name, summary
+from funconv.introspect import by_name, capture, from_stax, param_names, receptive_field, set_by_name, summary
 from funconv.layers import (AdaptiveAvgPool, AvgPool, BatchNorm, Conv, ConvTranspose, Dense, DepthwiseConv, Dropout,
                             Elu, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool, GroupNorm, Identity, L2Pool, Layer, LayerNorm,
-                            LeakyRelu, LogSoftmax, MaxPool, Relu, Reshape, Selu, SeparableConv, Sigmoid, Softmax,
+                            LeakyRelu, LogSoftmax, MaxPool, Relu, Reshape, Selu, Sigmoid, Softmax,
                             Softplus, SumPool, Tanh, elementwise)
-from funconv import models
+from funconv import data, models, ops, train, viz
+
+__all__ = ["AdaptiveAvgPool", "AvgPool", "BatchNorm", "Conv", "ConvTranspose", "Dense", "DepthwiseConv", "Dropout",
+           "Elu", "FanInConcat", "FanInSum", "FanOut", "Flatten", "Gelu", "GlobalAvgPool", "GlobalMaxPool",
+           "GroupNorm", "Identity", "L2Pool", "Layer", "LayerNorm", "LeakyRelu", "LogSoftmax", "MaxPool", "Relu",
+           "Reshape", "Selu", "SeparableConv", "Sigmoid", "Softmax", "Softplus", "SumPool", "Tanh", "batched",
+           "by_name", "capture", "data", "elementwise", "from_stax", "models", "named", "ops", "parallel",
+           "param_names", "per_example_grads", "receptive_field", "residual", "serial", "set_by_name",
+           "shape_dependent", "summary", "train", "viz"]

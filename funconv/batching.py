@@ -7,14 +7,34 @@ from jax.sharding import PartitionSpec as P
 def batched(apply, axis_name="batch"):
   """`jax.vmap` of a per-example `apply` over the leading axis of `x`, with axis name `axis_name`.
 
-  The returned function has `apply`'s signature, `(params, state, x, *, key=None, train=False)
-  -> (y, state)`, with a leading batch axis on `x` and `y`. `key`, if given, is split into one
-  key per example. The returned state is unbatched (`BatchNorm` reduces its statistics over
-  `axis_name`). A plain `jax.vmap` is as fast: the convolution primitive's batching rule turns
-  the vmapped per-example convolutions into one batched call.
+  A plain `jax.vmap` is as fast: the convolution primitive's batching rule turns the vmapped
+  per-example convolutions into one batched call.
+
+  Args:
+    apply: a layer's `apply(params, state, x, *, key=None, train=False) -> (y, state)`.
+    axis_name: the name of the mapped axis (default `"batch"`): `BatchNorm` reduces its training
+      statistics over it.
+
+  Returns:
+    A function with `apply`'s signature, `(params, state, x, *, key=None, train=False) ->
+    (y, state)`, for `x` `(N, *example_shape)` (every array of a list `x` with a leading axis `N`)
+    and `y` `(N, *output_shape)`. `params` and `state` are shared by the examples; `key`, if
+    given, is split into `N` keys, one per example. The returned state is unbatched (the one the
+    examples agree on: `BatchNorm` averages its statistics over `axis_name`).
+
+  Raises:
+    TypeError: `apply` is not callable.
+    ValueError: (from the returned function) `x` has a scalar, with no batch axis.
 
   Example:
-    >>> logits, state = batched(net.apply)(params, state, images, key=key, train=True)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Dropout(0.5), fc.Flatten, fc.Dense(10))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))          # one example's shape
+    >>> images = jnp.ones((16, 8, 8, 1))
+    >>> logits, state = fc.batched(net.apply)(params, state, images, key=jax.random.key(1), train=True)
+    >>> logits.shape
+    (16, 10)
   """
   if not callable(apply):
     raise TypeError(f"batched: apply must be a layer's apply function, got {apply!r}")
@@ -39,12 +59,27 @@ def _split_like(key, x):
 def per_example_grads(loss_fn, argnums=0):
   """`jax.vmap(jax.grad(loss_fn))` over examples: one gradient per example, e.g. for DP-SGD.
 
-  `loss_fn(params, *example_args)` computes the loss of one example; the returned function
-  takes `(params, *batch_args)`, every batch argument with a leading batch axis, and returns
-  gradients with a leading batch axis.
+  Args:
+    loss_fn: `loss_fn(params, *example_args) -> loss`, the scalar loss of one example.
+    argnums: which arguments to differentiate, as in `jax.grad` (default 0: `params`). The first
+      argument is always shared, the others always mapped.
+
+  Returns:
+    A function `(params, *batch_args) -> grads`, every batch argument with a leading batch axis
+    `N`; `grads` has the structure of the differentiated argument(s), each leaf with a leading
+    axis `N`.
 
   Example:
-    >>> grads = per_example_grads(lambda p, x, y: loss(p, x, y))(params, images, labels)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Flatten, fc.Dense(10))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
+    >>> def loss(params, x, label):                                 # one example
+    ...   logits, _ = net.apply(params, state, x)
+    ...   return -jax.nn.log_softmax(logits)[label]
+    >>> grads = fc.per_example_grads(loss)(params, jnp.ones((16, 8, 8, 1)), jnp.arange(16) % 10)
+    >>> grads[0][0].shape, grads[3][0].shape                        # Conv's W, Dense's W: one per example
+    ((16, 3, 3, 1, 4), (16, 144, 10))
   """
   grad_fn = jax.grad(loss_fn, argnums=argnums)
 

@@ -4,6 +4,25 @@ A combinator's params and state are tuples of its children's; keys are split so 
 children share one. Each child runs in the scope of its index (or its name), so that `summary` rows,
 error messages and `capture` name it by its path (`3/1/0`, or with `named` layers `stage1/block0/conv1`); a
 container checks that its params, state and inputs hold one entry per child, and each child checks its own.
+
+Branching: `FanOut(n)` copies one input into a list of `n`, `parallel` applies one layer to each entry
+of a list, and a fan-in (`FanInSum`, `FanInConcat(axis)`) merges the list back into one array.
+
+`FanInSum` is a layer value (a `Layer` namedtuple, which cannot carry a docstring of its own), used without
+calling it, and documented here: it sums a non-empty list of same-shaped inputs, `[(*shape), ...] ->
+(*shape)`, in their result dtype; no params or state. Its `init` raises ValueError where the input shape is
+not a non-empty list (no `FanOut` before it) or the shapes differ.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.FanInSum.init(None, [(2,), (2,)])[0]
+  (2,)
+  >>> fc.FanInSum.apply((), (), [jnp.ones(2), jnp.ones(2)])[0].tolist()
+  [2.0, 2.0]
+  >>> net = fc.serial(fc.FanOut(2), fc.parallel(fc.Dense(5), fc.Identity), fc.FanInSum)   # x W + b + x
+  >>> net.init(jax.random.key(0), (5,))[0]
+  (5,)
 """
 import jax.numpy as jnp
 
@@ -25,15 +44,27 @@ def _check_layers(name, layers):
 
 def named(name, layer):
   """`layer` named `name`: its path in `summary`, error messages, `capture` and `param_names` is `name` instead of
-  its index in its container (`stage1/block0/conv1` rather than `3/0/1`). Params, state and outputs are
+  its index in its container (`stage1/block0/conv1` rather than `3/0/1`). Params, state, shapes and outputs are
   `layer`'s own.
 
-  `name` is a non-empty string without `/` and not a number (those are the indices of unnamed layers); layers
-  of one container must have different names.
+  Args:
+    name: a non-empty string without `/` and not a number (those are the indices of unnamed layers); layers
+      of one container must have different names (the container raises ValueError otherwise).
+    layer: a `Layer`.
+
+  Returns:
+    A `Layer` computing what `layer` computes.
+
+  Raises:
+    ValueError: `name` is empty, contains `/`, is all digits, or is not a string.
+    TypeError: `layer` is not a `Layer`.
 
   Example:
-    >>> net = serial(named("conv", Conv(8, (3, 3))), named("act", Relu), Flatten, named("head", Dense(10)))
-    >>> [row["name"] for row in summary(net, (28, 28, 1), print_fn=None)["rows"]]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.named("conv", fc.Conv(8, (3, 3))), fc.named("act", fc.Relu), fc.Flatten,
+    ...                 fc.named("head", fc.Dense(10)))
+    >>> [row["name"] for row in fc.summary(net, (28, 28, 1), print_fn=None)["rows"]]
     ['conv', 'act', '2', 'head']
   """
   if not isinstance(name, str) or not name or "/" in name or name.isdigit():
@@ -67,12 +98,33 @@ def _all_layers(name, layers, named_layers):
 
 
 def serial(*layers, **named_layers):
-  """Layers in sequence: the output of each is the input of the next. Keyword arguments are layers too, after
-  the positional ones, `named` by their keywords: `serial(conv=Conv(8, 3), act=Relu)`.
+  """Layers in sequence: the output of each is the input of the next.
+
+  Args:
+    *layers: `Layer`s, applied in order; none is a valid model too (the identity).
+    **named_layers: more layers, after the positional ones, each `named` by its keyword:
+      `serial(conv=Conv(8, 3), act=Relu)`.
+
+  Returns:
+    A `Layer` from the first layer's input shape to the last one's output shape. Params and state
+    are tuples with one entry per layer, in order (`params[i]` is layer `i`'s); `key` is split into
+    one key per layer.
+
+  Raises:
+    TypeError: an argument is not a `Layer` (a constructor not called, a stax layer).
+    ValueError: two layers with the same name; in `apply`, params or state without one entry per
+      layer.
 
   Example:
-    >>> net = serial(Conv(8, (3, 3)), Relu, Flatten, Dense(10))
-    >>> out_shape, params, state = net.init(jax.random.key(0), (28, 28, 1))   # (10,)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(8, (3, 3)), fc.Relu, fc.Flatten, fc.Dense(10))
+    >>> out_shape, params, state = net.init(jax.random.key(0), (28, 28, 1))
+    >>> out_shape, len(params), [p.shape for p in params[3]]
+    ((10,), 4, [(5408, 10), (10,)])
+    >>> y, state = net.apply(params, state, jnp.ones((28, 28, 1)))
+    >>> y.shape
+    (10,)
   """
   layers = _all_layers("serial", layers, named_layers)
 
@@ -99,8 +151,32 @@ def serial(*layers, **named_layers):
 
 
 def parallel(*layers, **named_layers):
-  """Applies the `i`-th layer to the `i`-th input of a list (from `FanOut`); returns a list. Keyword arguments are
-  layers after the positional ones, `named` by their keywords, as in `serial`."""
+  """Applies the `i`-th layer to the `i`-th input of a list (from `FanOut`); returns a list.
+
+  Args:
+    *layers: `Layer`s, one per input.
+    **named_layers: more layers, after the positional ones, `named` by their keywords, as in `serial`.
+
+  Returns:
+    A `Layer` from a list of `n` inputs `[x_0, ..., x_{n-1}]` (input shape a list of `n` shapes) to the
+    list `[layer_0(x_0), ...]`. Params and state are tuples with one entry per layer.
+
+  Raises:
+    TypeError: an argument is not a `Layer`.
+    ValueError: two layers with the same name; in `init` or `apply`, an input (shape), params or state
+      that is not a list or tuple of one entry per layer.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.FanOut(2), fc.parallel(fc.Dense(3), fc.Identity), fc.FanInConcat())
+    >>> out_shape, params, state = net.init(jax.random.key(0), (5,))
+    >>> out_shape                                                 # 3 features from Dense, 5 passed through
+    (8,)
+    >>> ys, _ = fc.parallel(fc.Relu, fc.Tanh).apply(((), ()), ((), ()), [jnp.array([-1.0]), jnp.array([0.0])])
+    >>> [y.tolist() for y in ys]
+    [[0.0], [0.0]]
+  """
   layers = _all_layers("parallel", layers, named_layers)
 
   def init(key, input_shape):
@@ -136,7 +212,26 @@ def parallel(*layers, **named_layers):
 
 
 def FanOut(num):
-  """Copies its input into a list of `num` (for `parallel`)."""
+  """Copies its input into a list of `num` (for `parallel`): `(*shape) -> [(*shape)] * num`.
+
+  Args:
+    num: the number of copies, an int >= 1.
+
+  Returns:
+    A `Layer` without params or state.
+
+  Raises:
+    TypeError: `num` is not an int.
+    ValueError: `num < 1`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.FanOut(3).init(None, (4,))[0]
+    [(4,), (4,), (4,)]
+    >>> len(fc.FanOut(3).apply((), (), jnp.ones(4))[0])
+    3
+  """
   positive_int(num, "num", "FanOut")
 
   def init(key, input_shape):
@@ -172,11 +267,35 @@ def _sum_apply(params, state, xs, *, key=None, train=False):
 
 
 FanInSum = _fan_in("FanInSum", _sum_shapes, _sum_apply)
-# FanInSum: Sums a list of same-shaped inputs.
+# FanInSum: sums a list of same-shaped inputs (documented in the module docstring).
 
 
 def FanInConcat(axis=-1):
-  """Concatenates a list of inputs along per-example `axis` (default: channels)."""
+  """Concatenates a list of inputs along per-example `axis` (default -1: channels).
+
+  The inputs' shapes must agree except along `axis`: `[(*a, n_0, *b), (*a, n_1, *b), ...] ->
+  (*a, n_0 + n_1 + ..., *b)`; the output has the inputs' result dtype. `axis` counts in one example
+  (no batch axis), negative from the end.
+
+  Args:
+    axis: an int in `[-rank, rank)` for inputs of rank `rank` (default -1).
+
+  Returns:
+    A `Layer` without params or state whose input is a list (from `parallel`).
+
+  Raises:
+    TypeError: `axis` is not an int.
+    ValueError: in `init`, an input shape that is not a non-empty list, `axis` out of range, or shapes that
+      differ elsewhere than along `axis`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.FanInConcat().init(None, [(8, 8, 16), (8, 8, 32)])[0]
+    (8, 8, 48)
+    >>> fc.FanInConcat(0).apply((), (), [jnp.ones((1, 2)), jnp.zeros((2, 2))])[0].shape
+    (3, 2)
+  """
   if isinstance(axis, bool) or not isinstance(axis, int):
     raise TypeError(f"FanInConcat: axis must be an int, got {axis!r}")
 
@@ -197,7 +316,33 @@ def FanInConcat(axis=-1):
 
 
 def shape_dependent(make_layer):
-  """A layer chosen from the input shape: `make_layer(input_shape)` returns the layer to use."""
+  """A layer chosen from the input shape: `make_layer(input_shape)` returns the layer to use.
+
+  `init` calls `make_layer(input_shape)` and `apply` calls `make_layer(x.shape)` (at trace time), so the
+  function must return the same layer structure for the same shape; the params and state are the chosen
+  layer's own. Useful where a shape decides the model, e.g. a projection shortcut only where the channels
+  change.
+
+  Args:
+    make_layer: a function of one example's shape (a tuple of ints) returning a `Layer`.
+
+  Returns:
+    A `Layer` with the chosen layer's shapes, params and state.
+
+  Raises:
+    TypeError: `make_layer` is not callable; (in `init` or `apply`) it returns something that is not a
+      `Layer`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> to4 = fc.shape_dependent(lambda shape: fc.Identity if shape[-1] == 4 else fc.Dense(4))
+    >>> to4.init(jax.random.key(0), (4,))[:2]
+    ((4,), ())
+    >>> out_shape, (W, b), state = to4.init(jax.random.key(0), (6,))
+    >>> out_shape, W.shape
+    ((4,), (6, 4))
+  """
   if not callable(make_layer):
     raise TypeError(f"shape_dependent: make_layer must be a function of the input shape, got {make_layer!r}")
 
@@ -214,9 +359,33 @@ def shape_dependent(make_layer):
 
 
 def residual(main, shortcut=Identity):
-  """`main(x) + shortcut(x)`: the ResNet block's skip connection (projection via `shortcut`). It is
-  `serial(FanOut(2), parallel(main, shortcut), FanInSum)` with its parts named: `split`, `branches/main`,
-  `branches/shortcut`, `add`; params `((), (main's, shortcut's), ())`."""
+  """`main(x) + shortcut(x)`: the ResNet block's skip connection (projection via `shortcut`).
+
+  It is `serial(FanOut(2), parallel(main, shortcut), FanInSum)` with its parts named: `split`,
+  `branches/main`, `branches/shortcut`, `add`.
+
+  Args:
+    main: the residual branch, a `Layer`.
+    shortcut: the skip branch (default `Identity`); it must give `main`'s output shape (a strided 1x1
+      `Conv` where `main` changes the shape).
+
+  Returns:
+    A `Layer` `(*shape) -> main's output shape`; params `((), (main's, shortcut's), ())`, state alike.
+
+  Raises:
+    TypeError: `main` or `shortcut` is not a `Layer`.
+    ValueError: in `init`, `main` and `shortcut` give different output shapes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> block = fc.residual(fc.serial(fc.Conv(8, 3, padding="SAME"), fc.Relu))
+    >>> out_shape, params, state = block.init(jax.random.key(0), (8, 8, 8))
+    >>> out_shape, len(params), len(params[1])
+    ((8, 8, 8), 3, 2)
+    >>> [row["name"] for row in fc.summary(block, (8, 8, 8), print_fn=None)["rows"]]
+    ['branches/main/0', 'branches/main/1', 'branches/shortcut']
+  """
   check_layer(main, "residual", "main")
   check_layer(shortcut, "residual", "shortcut")
   return serial(split=FanOut(2), branches=parallel(main=main, shortcut=shortcut), add=FanInSum)

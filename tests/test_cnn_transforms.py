@@ -4,7 +4,7 @@ bfloat16 and complex64.
 
 "The same model on the native convolution" is the model with the convolution its layers call
 (`funconv.ops.conv`, looked up by `funconv.layers.conv` at apply time) replaced, with pytest's
-monkeypatch, by `experiments.native.native_conv`.
+monkeypatch, by `tests.oracle.native_conv`.
 """
 import contextlib
 import importlib
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import funconv as fc
-from experiments.native import native_conv
+from tests.oracle import native_conv
 
 DTYPES = ["float32", "bfloat16", "complex64"]
 N, INPUT_SHAPE, CLASSES = 3, (8, 8, 2), 3

@@ -42,7 +42,24 @@ _BLOCK = 1 << 20
 
 
 def sha256_of(path) -> str:
-  """Hex SHA-256 of a file, read in 1 MiB blocks."""
+  """The SHA-256 of a file's bytes, read in 1 MiB blocks.
+
+  Args:
+    path: the file, a `str` or `pathlib.Path`.
+
+  Returns:
+    The digest as 64 lowercase hexadecimal characters (`hashlib`'s `hexdigest()`).
+
+  Raises:
+    OSError: the file cannot be read (`FileNotFoundError` where it is missing).
+
+  Example:
+    >>> import pathlib
+    >>> import funconv as fc
+    >>> _ = pathlib.Path("hello.txt").write_bytes(b"hello")
+    >>> fc.data.sha256_of("hello.txt")
+    '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824'
+  """
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     while block := f.read(_BLOCK):
@@ -55,12 +72,37 @@ def download(url: str, path, sha256: str, timeout: float = 60.0) -> pathlib.Path
 
   Bytes go to `path + ".part"`; a `.part` left by an interrupted run is resumed with an HTTP
   `Range` request (or restarted when the server ignores it). Only a file whose SHA-256 equals
-  `sha256` is renamed to `path` (atomic on POSIX); on a mismatch the partial file is deleted and
-  `OSError` raised. Network failures raise `OSError` naming the URL and the destination.
+  `sha256` is renamed to `path` (atomic on POSIX). A file already at `path` is returned as it is,
+  without being checked or fetched. Missing parent directories are created.
+
+  Args:
+    url: what `urllib.request.urlopen` opens: `https://`, `http://` or `file://`.
+    path: the destination, a `str` or `pathlib.Path`.
+    sha256: the expected SHA-256, 64 lowercase hexadecimal characters (as `sha256_of` gives).
+    timeout: seconds to wait for the server (default 60).
+
+  Returns:
+    `path` as a `pathlib.Path`.
+
+  Raises:
+    OSError: the download's SHA-256 differs from `sha256` (the partial file is deleted); an HTTP
+      error; a network failure or timeout (the `.part` is kept for the next call to resume). The
+      message names the URL and the destination.
 
   Example:
-    >>> download("https://storage.googleapis.com/cvdf-datasets/mnist/t10k-labels-idx1-ubyte.gz",
-    ...          "data/t10k-labels-idx1-ubyte.gz", SOURCES["mnist"][1]["t10k-labels-idx1-ubyte.gz"])
+    >>> import pathlib
+    >>> import funconv as fc
+    >>> source = pathlib.Path("source.bin"); _ = source.write_bytes(b"funconv")
+    >>> digest = fc.data.sha256_of(source)
+    >>> fc.data.download(source.resolve().as_uri(), "data/copy.bin", digest).as_posix()   # file:// needs no network
+    'data/copy.bin'
+    >>> pathlib.Path("data/copy.bin").read_bytes()
+    b'funconv'
+    >>> fc.data.download(source.resolve().as_uri(), "data/bad.bin", "0" * 64)
+    Traceback (most recent call last):
+    OSError: download: file://.../source.bin has SHA-256 a19f...; deleted the download
+    >>> sorted(p.name for p in pathlib.Path("data").iterdir())
+    ['copy.bin']
   """
   path = pathlib.Path(path)
   if path.exists():
@@ -94,8 +136,30 @@ def download(url: str, path, sha256: str, timeout: float = 60.0) -> pathlib.Path
 def fetch(name: str, data_dir) -> list[pathlib.Path]:
   """Download the standard files of data set `name` into `data_dir` (those not already there).
 
-  `name` is one of `mnist`, `fashion_mnist`, `kmnist` (four gzipped IDX files each), `cifar10`,
-  `cifar100` (one python-pickle archive each); see `SOURCES` for the URLs and SHA-256 sums.
+  Each file is fetched with `download` from the data set's published source and checked against its
+  published SHA-256 (the module's `SOURCES` holds the URLs and sums). Files already in `data_dir` are kept
+  as they are, unchecked; so a call with every file there needs no network.
+
+  Args:
+    name: `"mnist"`, `"fashion_mnist"`, `"kmnist"` (four gzipped IDX files each), `"cifar10"` or
+      `"cifar100"` (one python-pickle archive each).
+    data_dir: the directory, a `str` or `pathlib.Path`; created where missing.
+
+  Returns:
+    The files' paths, a list of `pathlib.Path`, in `SOURCES` order.
+
+  Raises:
+    ValueError: an unknown `name`.
+    OSError: a download failed or a file's SHA-256 differs (see `download`).
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.data.fetch("imagenet", "data")
+    Traceback (most recent call last):
+    ValueError: fetch: no download source for 'imagenet'; expected one of mnist, fashion_mnist, kmnist, ...
+
+    With network access, `fc.data.fetch("mnist", "data")` places the four MNIST files in `data/`, and
+    `fc.data.idx_dataset("data")` reads them.
   """
   if name not in SOURCES:
     raise ValueError(f"fetch: no download source for {name!r}; expected one of {', '.join(SOURCES)}")

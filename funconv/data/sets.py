@@ -21,6 +21,22 @@ from funconv.data.download import fetch
 
 
 class DataSet(NamedTuple):
+  """A data set as NumPy arrays, what every loader returns: a train and a test split, and the class count.
+
+  Attributes:
+    x_train: float32 images `(N_train, H, W, C)`, values in [0, 1].
+    y_train: int32 labels `(N_train,)`, in `[0, num_classes)`.
+    x_test: float32 images `(N_test, H, W, C)`, values in [0, 1].
+    y_test: int32 labels `(N_test,)`.
+    num_classes: the number of classes, an int.
+
+  Example:
+    >>> import funconv as fc
+    >>> data = fc.data.digits()
+    >>> data.x_train.shape, data.x_train.dtype, data.y_train.dtype, data.num_classes
+    ((1438, 8, 8, 1), dtype('float32'), dtype('int32'), 10)
+    >>> x_train, y_train, x_test, y_test, num_classes = data          # a namedtuple unpacks
+  """
   x_train: np.ndarray
   y_train: np.ndarray
   x_test: np.ndarray
@@ -29,8 +45,27 @@ class DataSet(NamedTuple):
 
 
 def digits(seed=0, test_fraction=0.2):
-  """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images (values 0-16, scaled to
-  [0, 1]), 10 classes; a fixed split (`seed`) keeps `test_fraction` for testing. Nothing is downloaded."""
+  """scikit-learn's bundled handwritten digits: 1,797 real 8x8 grey images, 10 classes. Nothing is downloaded.
+
+  Values 0-16 are scaled to [0, 1]; a fixed split (a permutation drawn from `seed`) keeps about `test_fraction`
+  of the examples for testing: the first `round(1797 * (1 - test_fraction))` of the permutation train. Needs
+  scikit-learn.
+
+  Args:
+    seed: the seed of the split's permutation (default 0).
+    test_fraction: the fraction of examples kept for testing, in [0, 1] (default 0.2).
+
+  Returns:
+    A `DataSet`: images `(N, 8, 8, 1)` float32 in [0, 1], int32 labels, `num_classes` 10.
+
+  Example:
+    >>> import funconv as fc
+    >>> data = fc.data.digits()
+    >>> data.x_train.shape, data.x_test.shape, float(data.x_train.max())
+    ((1438, 8, 8, 1), (359, 8, 8, 1), 1.0)
+    >>> fc.data.digits(test_fraction=0.5).x_train.shape
+    (898, 8, 8, 1)
+  """
   from sklearn.datasets import load_digits
   data = load_digits()
   images = (data.images / 16.0).astype(np.float32)[..., None]
@@ -42,7 +77,33 @@ def digits(seed=0, test_fraction=0.2):
 
 
 def read_idx(path):
-  """An IDX file (MNIST's format, gzipped or not) as a NumPy array of its declared dtype and shape."""
+  """An IDX file (MNIST's format, gzipped or not) as a NumPy array of its declared dtype and shape.
+
+  Args:
+    path: the file, a `str` or `pathlib.Path`; read with gzip where its suffix is `.gz`.
+
+  Returns:
+    A read-only NumPy array of the declared shape and dtype (big-endian `uint8`, `int8`, `int16`,
+    `int32`, `float32` or `float64`), values as stored (MNIST images: 0-255 `uint8`).
+
+  Raises:
+    FileNotFoundError: no file at `path`.
+    ValueError: a truncated or corrupted gzip file, a bad magic number or type code, a truncated header,
+      or fewer or more values than the declared shape.
+
+  Example:
+    >>> import gzip, pathlib
+    >>> import numpy as np
+    >>> import funconv as fc
+    >>> def write_idx(path, array):        # IDX: 0, 0, type code (0x08: uint8), rank, big-endian sizes, data
+    ...   with gzip.open(path, "wb") as f:
+    ...     f.write(bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    ...             + array.astype(np.uint8).tobytes())
+    >>> write_idx("labels.gz", np.arange(6))
+    >>> labels = fc.data.read_idx("labels.gz")
+    >>> labels.tolist(), labels.dtype, labels.shape
+    ([0, 1, 2, 3, 4, 5], dtype('uint8'), (6,))
+  """
   path = pathlib.Path(path)
   try:
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
@@ -92,8 +153,42 @@ def _find(directory, name, suffixes, dataset):
 
 
 def idx_dataset(data_dir, name="mnist"):
-  """MNIST, Fashion-MNIST or KMNIST (`name`) from the four standard IDX files in `data_dir`,
-  gzipped (`train-images-idx3-ubyte.gz`, ...) or not. Images `(N, 28, 28, 1)` in [0, 1]."""
+  """MNIST, Fashion-MNIST or KMNIST (`name`) from the four standard IDX files in `data_dir`.
+
+  The files are `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte` and
+  `t10k-labels-idx1-ubyte`, each gzipped (`.gz`, preferred) or not. Nothing is downloaded: see `fetch`
+  or `load(..., download=True)`.
+
+  Args:
+    data_dir: the directory, a `str` or `pathlib.Path`.
+    name: `"mnist"` (default), `"fashion_mnist"` or `"kmnist"`: names the data set in messages (all three
+      have the same files and 10 classes).
+
+  Returns:
+    A `DataSet`: images `(N, 28, 28, 1)` float32 in [0, 1] (60,000 train and 10,000 test for the real
+    files), int32 labels, `num_classes` 10.
+
+  Raises:
+    ValueError: an unknown `name`; a corrupted file (see `read_idx`); images and labels that do not
+      match (not `(N, H, W)` and `(N,)`) or labels outside [0, 10).
+    FileNotFoundError: a file is missing (the message says where to place it).
+
+  Example:
+    >>> import gzip, pathlib
+    >>> import numpy as np
+    >>> import funconv as fc
+    >>> def write_idx(path, array):        # IDX: 0, 0, type code (0x08: uint8), rank, big-endian sizes, data
+    ...   with gzip.open(path, "wb") as f:
+    ...     f.write(bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    ...             + array.astype(np.uint8).tobytes())
+    >>> pathlib.Path("mnist").mkdir()
+    >>> for split, n in [("train", 6), ("t10k", 2)]:          # tiny stand-ins for the real files
+    ...   write_idx(f"mnist/{split}-images-idx3-ubyte.gz", np.full((n, 28, 28), 255))
+    ...   write_idx(f"mnist/{split}-labels-idx1-ubyte.gz", np.arange(n))
+    >>> data = fc.data.idx_dataset("mnist")
+    >>> data.x_train.shape, data.x_train.dtype, float(data.x_train.max()), data.y_test.tolist()
+    ((6, 28, 28, 1), dtype('float32'), 1.0, [0, 1])
+  """
   if name not in IDX_SETS:
     raise ValueError(f"idx_dataset: name must be one of {IDX_SETS}, got {name!r}")
   paths = [_find(data_dir, base, (".gz", ""), name) for base in IDX_FILES]
@@ -131,16 +226,68 @@ def _cifar_batches(data_dir, names, label_key, dataset, num_classes):
 
 
 def cifar10(data_dir):
-  """CIFAR-10 from the python pickles (`cifar-10-batches-py/data_batch_1..5`, `test_batch`, or the
-  `cifar-10-python.tar.gz` archive) in `data_dir`. Images `(N, 32, 32, 3)` in [0, 1]."""
+  """CIFAR-10 from the python pickles in `data_dir`.
+
+  Reads `data_dir/cifar-10-batches-py/data_batch_1` to `data_batch_5` and `test_batch`; where that folder
+  is missing and the archive `data_dir/cifar-10-python.tar.gz` is there, it is extracted first. Nothing
+  is downloaded: see `fetch` or `load(..., download=True)`.
+
+  Args:
+    data_dir: the directory, a `str` or `pathlib.Path`.
+
+  Returns:
+    A `DataSet`: images `(N, 32, 32, 3)` float32 in [0, 1] (50,000 train and 10,000 test for the real
+    files), int32 labels, `num_classes` 10.
+
+  Raises:
+    FileNotFoundError: a batch file is missing (the message says where to place it).
+    ValueError: a corrupted archive or batch file, or labels outside [0, 10).
+
+  Example:
+    >>> import pathlib, pickle
+    >>> import numpy as np
+    >>> import funconv as fc
+    >>> folder = pathlib.Path("cifar-10-batches-py"); folder.mkdir()
+    >>> for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:    # 2 blank images each
+    ...   _ = (folder / name).write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 7]}))
+    >>> data = fc.data.cifar10(".")
+    >>> data.x_train.shape, data.x_train.dtype, data.y_test.tolist(), data.num_classes
+    ((10, 32, 32, 3), dtype('float32'), [3, 7], 10)
+  """
   train = _cifar_batches(data_dir, [f"data_batch_{i}" for i in range(1, 6)], b"labels", "cifar10", 10)
   test = _cifar_batches(data_dir, ["test_batch"], b"labels", "cifar10", 10)
   return DataSet(*train, *test, 10)
 
 
 def cifar100(data_dir, label="fine"):
-  """CIFAR-100 from the python pickles (`cifar-100-python/train`, `test`, or the archive) in
-  `data_dir`; `label` is `"fine"` (100 classes) or `"coarse"` (20)."""
+  """CIFAR-100 from the python pickles in `data_dir`, with its fine or coarse labels.
+
+  Reads `data_dir/cifar-100-python/train` and `test`; where that folder is missing and the archive
+  `data_dir/cifar-100-python.tar.gz` is there, it is extracted first. Nothing is downloaded.
+
+  Args:
+    data_dir: the directory, a `str` or `pathlib.Path`.
+    label: `"fine"` (default: 100 classes) or `"coarse"` (20 superclasses).
+
+  Returns:
+    A `DataSet`: images `(N, 32, 32, 3)` float32 in [0, 1] (50,000 train and 10,000 test for the real
+    files), int32 labels, `num_classes` 100 or 20.
+
+  Raises:
+    ValueError: another `label`; a corrupted archive or file; labels outside `[0, num_classes)`.
+    FileNotFoundError: a file is missing (the message says where to place it).
+
+  Example:
+    >>> import pathlib, pickle
+    >>> import numpy as np
+    >>> import funconv as fc
+    >>> folder = pathlib.Path("cifar-100-python"); folder.mkdir()
+    >>> for name in ["train", "test"]:                              # 2 blank images each
+    ...   batch = {b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [42, 99], b"coarse_labels": [1, 19]}
+    ...   _ = (folder / name).write_bytes(pickle.dumps(batch))
+    >>> fc.data.cifar100(".").num_classes, fc.data.cifar100(".", label="coarse").y_test.tolist()
+    (100, [1, 19])
+  """
   if label not in ("fine", "coarse"):
     raise ValueError(f"cifar100: label must be 'fine' or 'coarse', got {label!r}")
   key, num_classes = {"fine": (b"fine_labels", 100), "coarse": (b"coarse_labels", 20)}[label]
@@ -150,9 +297,33 @@ def cifar100(data_dir, label="fine"):
 
 
 def load(name, data_dir=None, download=False):
-  """A data set by name: `digits` (embedded), `mnist`, `fashion_mnist`, `kmnist`, `cifar10`, `cifar100`.
+  """A data set by name: `"digits"` (embedded), `"mnist"`, `"fashion_mnist"`, `"kmnist"`, `"cifar10"`,
+  `"cifar100"` (fine labels).
 
-  With `download=True` the standard files missing from `data_dir` are fetched first (`fetch`).
+  `digits` is `digits()` (default split); the others are read from `data_dir` by `idx_dataset`,
+  `cifar10` or `cifar100`. With `download=True` the standard files missing from `data_dir` are fetched
+  first (`fetch`: network needed, SHA-256 checked).
+
+  Args:
+    name: the data set's name.
+    data_dir: the directory of the files (default None: only `"digits"` works without one).
+    download: fetch missing files first (default False).
+
+  Returns:
+    A `DataSet` (float32 images `(N, H, W, C)` in [0, 1], int32 labels).
+
+  Raises:
+    ValueError: an unknown `name`, no `data_dir` for a file-based data set, or a corrupted file.
+    FileNotFoundError: a file is missing and `download` is False.
+    OSError: a download failed.
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.data.load("digits").x_test.shape
+    (359, 8, 8, 1)
+    >>> fc.data.load("mnist")
+    Traceback (most recent call last):
+    ValueError: load: data set 'mnist' is read from files: give data_dir (--data-dir)
   """
   if name == "digits":
     return digits()

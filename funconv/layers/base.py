@@ -5,6 +5,7 @@ A layer is `Layer(init, apply)`: `init(key, input_shape) -> (output_shape, param
 `apply(params, state, x, *, key=None, train=False) -> (y, state)`, for one example. Batches
 come from `jax.vmap` (or `funconv.batched`): the convolution primitive's batching rule makes a
 vmapped per-example convolution one batched call, so a layer never needs to know it is batched.
+Of this module only `Layer` is public (`funconv.Layer`); the rest serves the layers and combinators.
 """
 import contextlib
 import contextvars
@@ -18,7 +19,46 @@ from funconv.ops.shapes import as_shape, check_inexact
 
 
 class Layer(NamedTuple):
-  """A pair of pure functions; see the module docstring for their signatures."""
+  """A layer: a pair of pure functions for one example, `Layer(init, apply)` (a namedtuple).
+
+  A layer sees one example, with no batch axis: `batched` (or `jax.vmap`) maps it over a batch.
+  Every funconv layer, combinator and model is one, and any pair of functions with these
+  signatures is one too.
+
+  Attributes:
+    init: `init(key, input_shape) -> (output_shape, params, state)`. `key` is a PRNG key (layers
+      without params accept None); `input_shape` one example's shape, a tuple of ints (a list of
+      them for a layer after `FanOut`). `params` and `state` are pytrees (tuples; `()` where the
+      layer has none): `params` trained, `state` updated by `apply` (`BatchNorm`'s running
+      statistics).
+    apply: `apply(params, state, x, *, key=None, train=False) -> (y, state)`. `x` is one example
+      of shape `input_shape`; `y` has shape `output_shape`. `key` is needed where `train=True`
+      draws random numbers (`Dropout`); `train` selects training behaviour (`Dropout`, `BatchNorm`).
+      funconv's layers check `params` and `state` against what `init` makes for `x`'s shape and
+      raise ValueError naming the layer's path where they differ.
+
+  The layer values exported by funconv (`Flatten`, `Identity`, `Relu`, `LeakyRelu`, `Elu`, `Selu`,
+  `Gelu`, `Sigmoid`, `Tanh`, `Softplus`, `Softmax`, `LogSoftmax`, `GlobalAvgPool`, `GlobalMaxPool`,
+  `FanInSum`) are instances of this class, so `help()` on them shows this docstring: they are
+  documented in their modules, `funconv.layers.core`, `funconv.layers.pool` and
+  `funconv.combinators`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> out_shape, params, state = fc.Dense(3).init(jax.random.key(0), (5,))
+    >>> out_shape, [p.shape for p in params], state
+    ((3,), [(5, 3), (3,)], ())
+    >>> y, state = fc.Dense(3).apply(params, state, jnp.ones(5))
+    >>> y.shape
+    (3,)
+    >>> isinstance(fc.Relu, fc.Layer)
+    True
+    >>> Double = fc.Layer(lambda key, shape: (shape, (), ()),                 # a layer of your own
+    ...                   lambda params, state, x, *, key=None, train=False: (2 * x, state))
+    >>> fc.serial(Double, fc.Relu).apply(((), ()), ((), ()), jnp.array([-1.0, 1.0]))[0].tolist()
+    [0.0, 2.0]
+  """
   init: Callable[..., tuple[Any, Any, Any]]
   apply: Callable[..., tuple[Any, Any]]
 

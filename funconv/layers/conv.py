@@ -35,22 +35,63 @@ def _window_geometry(input_shape, resolve, padding, name):
 
 def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
          dilation=None, groups=1, use_bias=True, dtype=None, param_dtype=jnp.float32):
-  """N-d convolution layer (the rank of `filter_shape`): `(*spatial, C_in) -> (*out, out_chan)`.
+  """N-d convolution layer (cross-correlation) over `funconv.ops.conv`: `(*spatial, C_in) -> (*out_spatial, out_chan)`.
 
-  Params `(W, b)`: `W` `(*filter_shape, C_in // groups, out_chan)` (HWIO), `b` `(out_chan,)`;
-  `(W,)` with `use_bias=False`. `strides`, `padding`, `dilation` and `groups` as in
-  `funconv.ops.conv`. Defaults: `W_init = he_normal()` (fan-in `prod(filter_shape) * C_in //
-  groups`, suited to ReLU networks; PyTorch's default is a scaled uniform of the same fan-in),
-  `b_init = zeros`. `init` creates the params in `param_dtype`; `apply` casts `x` and the
-  params to `dtype` and computes and returns in it, `dtype=None` meaning their result type
-  (`jnp.result_type(x, W, b)`, as Flax; the convolution accumulates 16-bit floats in float32).
-  An int `filter_shape` (or `strides`, `dilation`) means that size on every spatial axis: `Conv(8, 3)`
-  is 3x3 on images, 3 on sequences.
+  Per example, channels last, no batch axis (map it over a batch with `funconv.batched`). The
+  spatial rank is that of `filter_shape` (1, 2, 3 or more), or, for an int `filter_shape` (and
+  int or None `strides` and `dilation`), the input's: `Conv(8, 3)` is 3x3 on images, 3 on
+  sequences. `out_spatial = floor((W + lo + hi - D (K - 1) - 1) / S) + 1` per axis, with the
+  padding `(lo, hi)` that `padding` gives.
+
+  Params `(W, b)`: `W` of shape `(*window, C_in // groups, out_chan)` (HWIO), `b` `(out_chan,)`;
+  `(W,)` with `use_bias=False`. State `()`.
+
+  Args:
+    out_chan: output channels, an int >= 1.
+    filter_shape: the window, an int (that size on every spatial axis) or one int per spatial
+      axis.
+    strides: int or one per spatial axis (default None: 1).
+    padding: as in `funconv.ops.conv`: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`,
+      `"CAUSAL"` (1-D), `"CIRCULAR"`, `"REFLECT"`, an int, or one `(low, high)` pair per spatial
+      axis.
+    W_init: `W_init(key, shape, dtype)`, a `jax.nn.initializers` initializer (default None:
+      `he_normal()`, fan-in `prod(window) * C_in // groups`, suited to ReLU networks; PyTorch's
+      default is a scaled uniform of the same fan-in).
+    b_init: the bias's initializer (default None: zeros).
+    dilation: kernel dilation, int or one per spatial axis (default None: 1).
+    groups: feature groups (default 1); `C_in` and `out_chan` must both divide by it.
+    use_bias: add a learned bias (default True).
+    dtype: the dtype `apply` casts `x` and the params to, computes and returns in (default None:
+      their result type `jnp.result_type(x, W, b)`, as Flax; the convolution accumulates 16-bit
+      floats in float32).
+    param_dtype: the dtype `init` creates the params in (default float32).
+
+  Returns:
+    A `Layer`.
+
+  Raises:
+    TypeError: (at construction) `out_chan`, `groups`, `filter_shape`, `strides` or `dilation`
+      is not an int (or ints); `dtype` or `param_dtype` is not a floating or complex dtype.
+      (`apply`) `x` has an integer or boolean dtype.
+    ValueError: (at construction) a size below 1, or window arguments of different ranks. (`init`)
+      an input whose spatial rank is not the window's, or with no spatial axis; `groups` not
+      dividing the input channels; an unknown padding; a window larger than the padded input.
+      (`apply`) params or state that differ from what `init` makes for `x`'s shape.
 
   Example:
-    >>> out_shape, (W, b), state = Conv(16, (3, 3), padding="SAME").init(jax.random.key(0), (28, 28, 1))
-    >>> out_shape, W.shape
-    ((28, 28, 16), (3, 3, 1, 16))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> conv = fc.Conv(16, (3, 3), padding="SAME")
+    >>> out_shape, (W, b), state = conv.init(jax.random.key(0), (28, 28, 1))
+    >>> out_shape, W.shape, b.shape, state
+    ((28, 28, 16), (3, 3, 1, 16), (16,), ())
+    >>> y, state = conv.apply((W, b), state, jnp.ones((28, 28, 1)))         # one example
+    >>> y.shape, y.dtype
+    ((28, 28, 16), dtype('float32'))
+    >>> fc.batched(conv.apply)((W, b), state, jnp.ones((8, 28, 28, 1)))[0].shape
+    (8, 28, 28, 16)
+    >>> fc.Conv(8, 5, strides=2, groups=4, use_bias=False).init(jax.random.key(0), (100, 16))[0]   # 1-D
+    (48, 8)
   """
   positive_int(out_chan, "out_chan", "Conv")
   positive_int(groups, "groups", "Conv")
@@ -81,15 +122,48 @@ def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, n
 
 def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
                   dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
-  """Transposed convolution layer (a decoder's upsampling): `(*spatial, C_in) -> (*out, out_chan)`.
+  """Transposed convolution layer (a decoder's upsampling) over `funconv.ops.conv_transpose`:
+  `(*spatial, C_in) -> (*out_spatial, out_chan)`.
 
-  Params `(W, b)` with `W` `(*filter_shape, C_in, out_chan)`; semantics and output size as
-  `funconv.ops.conv_transpose` (`"SAME"` multiplies each spatial size by its stride). `dtype`
-  and `param_dtype` as in `Conv`.
+  Per example, channels last, no batch axis. Semantics and output size as
+  `funconv.ops.conv_transpose` (`lax.conv_transpose` with `transpose_kernel=False`): `"SAME"`
+  gives `out_spatial = W * S`, `"VALID"` `W * S + max(K' - S, 0)` with `K' = D (K - 1) + 1`.
+  The spatial rank is `filter_shape`'s, or the input's for int arguments, as in `Conv`.
+
+  Params `(W, b)`: `W` of shape `(*window, C_in, out_chan)`, `b` `(out_chan,)`; `(W,)` with
+  `use_bias=False`. State `()`. `receptive_field` does not account for this layer's geometry.
+
+  Args:
+    out_chan: output channels, an int >= 1.
+    filter_shape: the window, an int or one int per spatial axis.
+    strides: the upsampling factor, int or one per spatial axis (default None: 1).
+    padding: `"VALID"` (default), `"SAME"`, an int or one `(low, high)` pair per spatial axis
+      padding the spread input (see `funconv.ops.transpose_padding`).
+    W_init: the kernel's initializer (default None: `he_normal()`).
+    b_init: the bias's initializer (default None: zeros).
+    dilation: kernel dilation, int or one per spatial axis (default None: 1).
+    use_bias: add a learned bias (default True).
+    dtype: the compute and output dtype, as in `Conv` (default None: the result type).
+    param_dtype: the params' dtype (default float32).
+
+  Returns:
+    A `Layer`.
+
+  Raises:
+    TypeError: as `Conv`.
+    ValueError: as `Conv`; (`init`) padding that leaves no output.
 
   Example:
-    >>> ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME").init(jax.random.key(0), (16, 16, 8))[0]
-    (32, 32, 3)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> up = fc.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME")
+    >>> out_shape, (W, b), state = up.init(jax.random.key(0), (16, 16, 8))
+    >>> out_shape, W.shape, b.shape
+    ((32, 32, 3), (4, 4, 8, 3), (3,))
+    >>> fc.batched(up.apply)((W, b), state, jnp.ones((2, 16, 16, 8)))[0].shape
+    (2, 32, 32, 3)
+    >>> fc.ConvTranspose(3, (4, 4), strides=(2, 2)).init(jax.random.key(0), (16, 16, 8))[0]   # VALID: 16 * 2 + 2
+    (34, 34, 3)
   """
   positive_int(out_chan, "out_chan", "ConvTranspose")
   resolve, W_init, b_init = _normalise("ConvTranspose", filter_shape, strides, dilation, W_init, b_init,
@@ -115,13 +189,44 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
 
 def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID", W_init=None, b_init=None, *,
                   dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
-  """Per-channel convolution: `Conv(C * depth_multiplier, filter_shape, groups=C)` with `C` the
-  input channels, known at `init`. Params `(W, b)` with `W` `(*filter_shape, 1, C * depth_multiplier)`.
-  `dtype` and `param_dtype` as in `Conv`.
+  """Per-channel (depthwise) convolution layer: `(*spatial, C) -> (*out_spatial, C * depth_multiplier)`.
+
+  `Conv(C * depth_multiplier, filter_shape, groups=C)` with `C` the input channels, known at
+  `init`: each input channel is convolved with its own `depth_multiplier` filters, output
+  channel `c * depth_multiplier + m` from input channel `c`. `out_spatial` as in `Conv`.
+
+  Params `(W, b)`: `W` of shape `(*window, 1, C * depth_multiplier)`, `b`
+  `(C * depth_multiplier,)`; `(W,)` with `use_bias=False`. State `()`.
+
+  Args:
+    filter_shape: the window, an int (that size on every spatial axis) or one int per spatial
+      axis.
+    depth_multiplier: output channels per input channel, an int >= 1 (default 1).
+    strides: int or one per spatial axis (default None: 1).
+    padding: as in `Conv` (default `"VALID"`).
+    W_init: the kernel's initializer (default None: `he_normal()`, fan-in `prod(window)`).
+    b_init: the bias's initializer (default None: zeros).
+    dilation: kernel dilation, int or one per spatial axis (default None: 1).
+    use_bias: add a learned bias (default True).
+    dtype: the compute and output dtype, as in `Conv` (default None: the result type).
+    param_dtype: the params' dtype (default float32).
+
+  Returns:
+    A `Layer`.
+
+  Raises:
+    TypeError: as `Conv`.
+    ValueError: as `Conv`.
 
   Example:
-    >>> DepthwiseConv((3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
-    (32, 32, 16)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> dw = fc.DepthwiseConv((3, 3), depth_multiplier=2, padding="SAME")
+    >>> out_shape, (W, b), state = dw.init(jax.random.key(0), (32, 32, 16))
+    >>> out_shape, W.shape, b.shape
+    ((32, 32, 32), (3, 3, 1, 32), (32,))
+    >>> fc.batched(dw.apply)((W, b), state, jnp.ones((4, 32, 32, 16)))[0].shape
+    (4, 32, 32, 32)
   """
   positive_int(depth_multiplier, "depth_multiplier", "DepthwiseConv")
   resolve, W_init, b_init = _normalise("DepthwiseConv", filter_shape, strides, dilation, W_init, b_init,
@@ -142,23 +247,3 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
   return layer("DepthwiseConv", init, apply, param_names=("W", "b"),
                macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
                window=lambda i: _window_geometry(i, resolve, padding, "DepthwiseConv"))
-
-
-def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
-                  use_bias=True, dtype=None, param_dtype=jnp.float32):
-  """Depthwise-separable convolution (MobileNet, Xception): `DepthwiseConv` without bias, then a
-  pointwise `Conv(out_chan, (1,) * rank)`. Params `((W_depthwise,), (W_pointwise, b))`. `dtype`
-  and `param_dtype` apply to both, as in `Conv`.
-
-  Example:
-    >>> SeparableConv(64, (3, 3), padding="SAME").init(jax.random.key(0), (32, 32, 16))[0]
-    (32, 32, 64)
-  """
-  from funconv.combinators import serial  # combinators import the layers package: import here, not at the top
-  dtypes = dict(dtype=dtype, param_dtype=param_dtype)
-  positive_int(out_chan, "out_chan", "SeparableConv")   # checked under this layer's name, before its parts
-  positive_int(depth_multiplier, "depth_multiplier", "SeparableConv")
-  _normalise("SeparableConv", filter_shape, strides, dilation, None, None, dtypes)
-  return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False,
-                              **dtypes),
-                Conv(out_chan, 1, use_bias=use_bias, **dtypes))

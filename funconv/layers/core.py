@@ -1,4 +1,42 @@
-"""Dense, reshaping, activation and dropout layers."""
+"""Dense, reshaping, activation and dropout layers.
+
+Each is a `funconv.Layer` for one example (`batched` maps it over a batch). Some are factories
+(`Dense(10)`, `Reshape(...)`, `Dropout(0.5)`, `elementwise(fn)`); the others are ready-made layer
+values, used without calling them (`serial(Conv(8, 3), Relu, Flatten)`). A layer value is a
+`Layer` namedtuple and cannot carry a docstring of its own (`help(funconv.Relu)` shows `Layer`'s),
+so they are documented here. None has params or state (`init` returns `()` for both) and none
+depends on `key` or `train`:
+
+- `Flatten`: each example to a vector, `(*shape) -> (prod(shape),)`, in row-major (C) order; a
+  scalar example becomes `(1,)`. It ends the spatial layout (`receptive_field` reports the whole
+  input after it).
+- `Identity`: returns its input, `(*shape) -> (*shape)`; `residual`'s default shortcut.
+- Activations, made with `elementwise`: shape-preserving, `(*shape) -> (*shape)`, in `x`'s dtype
+  for a floating `x`:
+
+  - `Relu`: `max(x, 0)` (`jax.nn.relu`).
+  - `LeakyRelu`: `x` where `x >= 0`, else `0.01 x` (`jax.nn.leaky_relu`, negative slope 0.01).
+  - `Elu`: `x` where `x > 0`, else `exp(x) - 1` (`jax.nn.elu`, alpha 1).
+  - `Selu`: `1.0507 * (x if x > 0 else 1.6733 (exp(x) - 1))` (`jax.nn.selu`).
+  - `Gelu`: `x Phi(x)` in `jax.nn.gelu`'s default tanh approximation (`approximate=True`).
+  - `Sigmoid`: `1 / (1 + exp(-x))`; `Tanh`: `tanh(x)`; `Softplus`: `log(1 + exp(x))`.
+  - `Softmax`, `LogSoftmax`: `jax.nn.softmax` / `jax.nn.log_softmax` over the last axis (the
+    features or classes of each position).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.Flatten.init(None, (7, 7, 64))[0]
+  (3136,)
+  >>> x = jnp.array([-1.0, 0.0, 2.0])
+  >>> [round(v, 3) for v in fc.LeakyRelu.apply((), (), x)[0].tolist()]
+  [-0.01, 0.0, 2.0]
+  >>> [round(v, 3) for v in fc.Softmax.apply((), (), x)[0].tolist()]
+  [0.042, 0.114, 0.844]
+  >>> y, state = fc.serial(fc.Relu, fc.Identity).apply(((), ()), ((), ()), x)
+  >>> y.tolist(), state
+  ([0.0, 0.0, 2.0], ((), ()))
+"""
 import math
 
 import jax
@@ -10,15 +48,37 @@ from funconv.ops.shapes import positive_int
 
 
 def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param_dtype=jnp.float32):
-  """Fully connected: `(..., in_dim) -> (..., out_dim)`, `y = x @ W + b`.
+  """Fully connected: `(*leading, in_dim) -> (*leading, out_dim)`, `y = x @ W + b`.
 
-  Params `(W, b)` with `W` `(in_dim, out_dim)` (just `(W,)` without bias). Defaults: `W_init =
-  glorot_normal()` (as stax), `b_init = zeros`. `init` creates the params in `param_dtype`;
-  `apply` casts `x` and the params to `dtype` and computes and returns in it, `dtype=None`
-  meaning their result type (`jnp.result_type(x, W, b)`, as Flax).
+  `in_dim` is the last axis of the input shape given to `init`; any axes before it (none for a
+  vector example) are kept, each position transformed alike.
+
+  Args:
+    out_dim: the output features, an int >= 1.
+    W_init: initializer `(key, shape, dtype) -> array` of `W`; default `glorot_normal()` (as stax).
+    b_init: initializer of `b`; default `jax.nn.initializers.zeros`.
+    use_bias: add `b` (default True); without it the params are `(W,)`.
+    dtype: the dtype `apply` casts `x` and the params to, computes and returns in; default None:
+      their result type (`jnp.result_type(x, W, b)`, as Flax).
+    param_dtype: the dtype `init` creates the params in (default float32).
+
+  Returns:
+    A `Layer`. Params `(W, b)`, `W` `(in_dim, out_dim)`, `b` `(out_dim,)`; no state.
+
+  Raises:
+    TypeError: `out_dim` is not an int; `dtype` or `param_dtype` is not floating or complex; in
+      `apply`, an integer or boolean `x`.
+    ValueError: `out_dim < 1`; in `init`, an input shape `()`; in `apply`, `x.shape[-1] != in_dim`.
 
   Example:
-    >>> shape, (W, b), state = Dense(10).init(jax.random.key(0), (784,))    # shape == (10,)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> shape, (W, b), state = fc.Dense(10).init(jax.random.key(0), (784,))
+    >>> shape, W.shape, b.shape, W.dtype
+    ((10,), (784, 10), (10,), dtype('float32'))
+    >>> y, _ = fc.Dense(10).apply((W, b), state, jnp.ones((5, 784)))      # leading axes are kept
+    >>> y.shape
+    (5, 10)
   """
   positive_int(out_dim, "out_dim", "Dense")
   check_dtypes("Dense", dtype=dtype, param_dtype=param_dtype)
@@ -50,11 +110,34 @@ def _flatten_apply(params, state, x, *, key=None, train=False):
 
 
 Flatten = layer("Flatten", _flatten_init, _flatten_apply, flattens=True)
-# Flatten: Flattens each example to a vector: `(*shape) -> (prod(shape),)`.
+# Flatten: each example to a vector, `(*shape) -> (prod(shape),)` (documented in the module docstring).
 
 
 def Reshape(shape):
-  """Reshapes each example to `shape` (one entry may be -1)."""
+  """Reshapes each example to `shape`: `(*in_shape) -> shape`, in row-major (C) order.
+
+  Args:
+    shape: a tuple (or list) of ints >= 1, at most one of them -1 (the size that makes the
+      element counts equal).
+
+  Returns:
+    A `Layer` without params or state. Like `Flatten`, it ends the spatial layout for
+    `receptive_field`.
+
+  Raises:
+    TypeError: an entry of `shape` is not an int.
+    ValueError: `shape` is not a tuple or list, has two -1 entries or an entry below 1 (other than
+      -1); in `init`, an input shape with a different number of elements.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.Reshape((-1, 4)).init(None, (2, 2, 4))[0]
+    (4, 4)
+    >>> y, _ = fc.Reshape((2, 3)).apply((), (), jnp.arange(6.0))
+    >>> y.tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+  """
   if not isinstance(shape, (tuple, list)) or [d == -1 for d in shape].count(True) > 1:
     raise ValueError(f"Reshape: shape must be a tuple of sizes, at most one of them -1, got {shape!r}")
   shape = tuple(-1 if d == -1 else positive_int(d, f"shape[{i}]", "Reshape") for i, d in enumerate(shape))
@@ -82,14 +165,37 @@ def _identity_apply(params, state, x, *, key=None, train=False):
 
 
 Identity = layer("Identity", _identity_init, _identity_apply)
-# Identity: Returns its input.
+# Identity: returns its input (documented in the module docstring).
 
 
 def elementwise(fn, name=None, **fn_kwargs):
-  """A layer applying `fn(x, **fn_kwargs)` elementwise (shape-preserving, no params).
+  """A layer applying `fn(x, **fn_kwargs)`: shape-preserving, no params or state.
+
+  The activation layers `Relu`, `LeakyRelu`, `Elu`, `Selu`, `Gelu`, `Sigmoid`, `Tanh`, `Softplus`,
+  `Softmax` and `LogSoftmax` are made with it (see `funconv.layers.core` for what each computes).
+
+  Args:
+    fn: a function of one array returning an array of the same shape (not checked: a function
+      that changes the shape makes `init`'s output shape wrong).
+    name: the layer's type in `summary` and error messages; default `fn.__name__`.
+    **fn_kwargs: keyword arguments passed to `fn` on every call.
+
+  Returns:
+    A `Layer`: `(*shape) -> (*shape)`, `y = fn(x, **fn_kwargs)`, ignoring `key` and `train`.
+
+  Raises:
+    TypeError: `fn` is not callable.
 
   Example:
-    >>> Swish = elementwise(jax.nn.swish)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> Swish = fc.elementwise(jax.nn.swish)
+    >>> y, _ = Swish.apply((), (), jnp.array([0.0, 1.0]))
+    >>> [round(v, 3) for v in y.tolist()]
+    [0.0, 0.731]
+    >>> LeakyRelu2 = fc.elementwise(jax.nn.leaky_relu, "LeakyRelu2", negative_slope=0.2)
+    >>> [round(v, 3) for v in LeakyRelu2.apply((), (), jnp.array([-1.0, 3.0]))[0].tolist()]
+    [-0.2, 3.0]
   """
   if not callable(fn):
     raise TypeError(f"elementwise: fn must be a function of an array, got {fn!r}")
@@ -115,13 +221,32 @@ LogSoftmax = elementwise(jax.nn.log_softmax, "LogSoftmax", axis=-1)
 def Dropout(rate):
   """Zeroes each element with probability `rate` in training and scales the rest by `1 / (1 - rate)`.
 
-  `rate` is the **drop** probability, in [0, 1] (stax's `Dropout` takes the keep probability;
-  this does not; `rate=1` drops everything, as Flax's), and training is the `train=` argument
-  of `apply`, not a constructor mode. With `train=True` a `key` is required; under `batched`
-  each example gets its own. With `train=False` the layer is the identity.
+  `rate` is the **drop** probability (stax's `Dropout` takes the keep probability; this does
+  not), and training is the `train=` argument of `apply`, not a constructor mode. With
+  `train=True` a `key` is required; under `batched` each example gets its own. With
+  `train=False` (or `rate=0`) the layer is the identity. Shape-preserving, `(*shape) -> (*shape)`,
+  in `x`'s dtype; no params or state.
+
+  Args:
+    rate: the drop probability, a number in [0, 1]; `rate=1` drops everything (returns zeros, as
+      Flax's).
+
+  Returns:
+    A `Layer`.
+
+  Raises:
+    TypeError: `rate` is not a number.
+    ValueError: `rate` outside [0, 1] or NaN; in `apply`, `train=True` with `rate > 0` and no `key`.
 
   Example:
-    >>> y, _ = Dropout(0.5).apply((), (), x, key=jax.random.key(0), train=True)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> x = jnp.ones(8)
+    >>> y, _ = fc.Dropout(0.5).apply((), (), x, key=jax.random.key(0), train=True)
+    >>> sorted(set(y.tolist()))                  # dropped elements are 0, kept ones x / (1 - rate)
+    [0.0, 2.0]
+    >>> fc.Dropout(0.5).apply((), (), x)[0].tolist() == x.tolist()       # evaluation: the identity
+    True
   """
   rate = check_number(rate, "rate, the drop probability,", "Dropout", 0.0, 1.0)
 

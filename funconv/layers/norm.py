@@ -1,4 +1,9 @@
-"""Normalisation layers: BatchNorm (with running statistics in `state`), LayerNorm, GroupNorm."""
+"""Normalisation layers: BatchNorm (with running statistics in `state`), LayerNorm, GroupNorm.
+
+Each normalises one example `(*spatial, C)` (shape-preserving) and then scales by `gamma` and shifts
+by `beta`, per channel. BatchNorm needs the other examples of the batch in training: apply it through
+`funconv.batched` (or a `jax.vmap` with its `axis_name`).
+"""
 import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
@@ -28,14 +33,14 @@ def _wide(x):
 
 def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=True,
               beta_init=initializers.zeros, gamma_init=initializers.ones, *, dtype=None, param_dtype=jnp.float32):
-  """Batch normalisation over the examples (named axis `axis_name`) and spatial positions.
+  """Batch normalisation over the examples (named axis `axis_name`) and spatial positions, per channel.
 
-  Params `(beta, gamma)`, each `(C,)` (None where `center` / `scale` is off); state
-  `(mean, var)`, the running averages, starting at `(0, 1)`. With `train=True` the layer
-  normalises with the batch statistics (`lax.pmean` over `axis_name`, so it needs `batched`
-  or a `vmap`/`pmap` with that axis name; a tuple of names also reduces over devices) and
-  returns the state updated as `momentum * old + (1 - momentum) * batch` (biased variance, as
-  Flax). With `train=False` it uses the running averages and returns the state unchanged.
+  `(*spatial, C) -> (*spatial, C)` for one example: `y = (x - mean) / sqrt(var + epsilon) * gamma
+  + beta`. With `train=True` the layer normalises with the batch statistics (`lax.pmean` over
+  `axis_name`, so it needs `batched` or a `vmap`/`pmap` with that axis name; a tuple of names also
+  reduces over devices) and returns the state updated as `momentum * old + (1 - momentum) *
+  batch` (biased variance, as Flax). With `train=False` it uses the running averages and returns
+  the state unchanged.
 
   `init` creates the params in `param_dtype`; the state is float32 whatever the dtypes (Flax's
   `batch_stats` are too). `apply` casts `x` and the params to `dtype` (None: their result type,
@@ -43,9 +48,46 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
   as in training. The batch statistics, their running averages and the normalisation itself are
   computed in float32 (float64 for a float64 input), whatever `dtype`.
 
+  Args:
+    axis_name: the name (or tuple of names) of the batch axis to reduce over in training
+      (default `"batch"`, `batched`'s default).
+    momentum: weight of the old running averages, in [0, 1] (default 0.9).
+    epsilon: added to the variance, >= 0 (default 1e-5).
+    center: learn the shift `beta` (default True); False: params entry None, no shift.
+    scale: learn the scale `gamma` (default True); False: params entry None, no scale.
+    beta_init: initializer `(key, shape, dtype) -> array` of `beta` (default zeros).
+    gamma_init: initializer of `gamma` (default ones).
+    dtype: the computation and output dtype; default None: the result type of `x` and the params.
+    param_dtype: the params' dtype (default float32).
+
+  Returns:
+    A `Layer`. Params `(beta, gamma)`, each `(C,)` (None where `center` / `scale` is off); state
+    `(mean, var)`, each `(C,)` float32, the running averages, starting at `(0, 1)`.
+
+  Raises:
+    TypeError: `momentum` or `epsilon` is not a number; `dtype` or `param_dtype` is not floating
+      or complex; in `apply`, an integer or boolean `x`.
+    ValueError: `momentum` outside [0, 1] or `epsilon < 0`; in `init`, an input shape `()`; in
+      `apply`, `train=True` where `axis_name` is not bound (not under `batched` or `vmap`).
+
   Example:
-    >>> net = serial(Conv(8, (3, 3)), BatchNorm(), Relu)
-    >>> y, state = batched(net.apply)(params, state, images, train=True)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(8, 3), fc.BatchNorm(), fc.Relu)
+    >>> shape, params, state = net.init(jax.random.key(0), (28, 28, 1))
+    >>> [s.shape for s in state[1]]                                  # BatchNorm's (mean, var)
+    [(8,), (8,)]
+    >>> images = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
+    >>> y, state = fc.batched(net.apply)(params, state, images, train=True)
+    >>> y.shape
+    (4, 26, 26, 8)
+    >>> bn = fc.BatchNorm()
+    >>> _, p, s = bn.init(None, (3,))
+    >>> y, s = fc.batched(bn.apply)(p, s, jnp.array([[1.0, 2.0, 3.0], [3.0, 4.0, 5.0]]), train=True)
+    >>> jnp.round(y, 3).tolist()
+    [[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]
+    >>> [round(v, 3) for v in s[0].tolist()]                         # 0.9 * 0 + 0.1 * the batch mean (2, 3, 4)
+    [0.2, 0.3, 0.4]
   """
   check_number(momentum, "momentum", "BatchNorm", 0.0, 1.0)
   check_number(epsilon, "epsilon", "BatchNorm", 0.0)
@@ -85,14 +127,39 @@ def _affine(y, params):
 
 
 def LayerNorm(epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=jnp.float32):
-  """Normalises each position over its channels (the last axis), as Flax's and PyTorch's
-  `LayerNorm(C)`; params `(beta, gamma)`, each `(C,)`. The same in training and evaluation.
-  `init` creates the params in `param_dtype`; `apply` casts `x` and the params to `dtype`
-  (None: their result type) and returns `y` in it, computing the statistics and the
-  normalisation in float32 (or wider).
+  """Normalises each position over its channels (the last axis), as Flax's and PyTorch's `LayerNorm(C)`.
+
+  `(*spatial, C) -> (*spatial, C)`: `y = (x - mean) / sqrt(var + epsilon) * gamma + beta`, the
+  mean and (biased) variance over the last axis of each position. The same in training and
+  evaluation; no state. `apply` casts `x` and the params to `dtype` (None: their result type) and
+  returns `y` in it, computing the statistics and the normalisation in float32 (or wider).
+
+  Args:
+    epsilon: added to the variance, >= 0 (default 1e-5).
+    center: learn the shift `beta`, initially 0 (default True); False: params entry None.
+    scale: learn the scale `gamma`, initially 1 (default True); False: params entry None.
+    dtype: the computation and output dtype; default None: the result type of `x` and the params.
+    param_dtype: the params' dtype (default float32).
+
+  Returns:
+    A `Layer`. Params `(beta, gamma)`, each `(C,)`; no state.
+
+  Raises:
+    TypeError: `epsilon` is not a number; `dtype` or `param_dtype` is not floating or complex; in
+      `apply`, an integer or boolean `x`.
+    ValueError: `epsilon < 0`; in `init`, an input shape `()`.
 
   Example:
-    >>> y, _ = LayerNorm().apply(*LayerNorm().init(key, (16, 64))[1:], x)   # x: (16, 64)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> ln = fc.LayerNorm()
+    >>> _, params, state = ln.init(None, (16, 64))              # 16 positions, 64 channels
+    >>> [p.shape for p in params]
+    [(64,), (64,)]
+    >>> _, params, state = ln.init(None, (3,))
+    >>> y, _ = ln.apply(params, state, jnp.array([1.0, 2.0, 3.0]))
+    >>> [round(v, 3) for v in y.tolist()]
+    [-1.225, 0.0, 1.225]
   """
   check_number(epsilon, "epsilon", "LayerNorm", 0.0)
   check_dtypes("LayerNorm", dtype=dtype, param_dtype=param_dtype)
@@ -112,11 +179,40 @@ def LayerNorm(epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=
 
 def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=jnp.float32):
   """Normalises each example over its spatial positions and each group of `C // num_groups`
-  channels (Wu and He 2018); params `(beta, gamma)`, each `(C,)`. Needs no batch statistics.
-  `dtype` and `param_dtype` as in `LayerNorm`.
+  channels (Wu and He 2018); then scales and shifts per channel. Needs no batch statistics.
+
+  `(*spatial, C) -> (*spatial, C)`. The same in training and evaluation; no state. `dtype` and
+  `param_dtype` as in `LayerNorm`; statistics in float32 (or wider).
+
+  Args:
+    num_groups: the number of channel groups, an int >= 1 dividing `C` (default 32).
+    epsilon: added to the variance, >= 0 (default 1e-5).
+    center: learn the shift `beta`, initially 0 (default True); False: params entry None.
+    scale: learn the scale `gamma`, initially 1 (default True); False: params entry None.
+    dtype: the computation and output dtype; default None: the result type of `x` and the params.
+    param_dtype: the params' dtype (default float32).
+
+  Returns:
+    A `Layer`. Params `(beta, gamma)`, each `(C,)`; no state.
+
+  Raises:
+    TypeError: `num_groups` is not an int; `epsilon` is not a number; `dtype` or `param_dtype` is
+      not floating or complex; in `apply`, an integer or boolean `x`.
+    ValueError: `num_groups < 1` or `epsilon < 0`; in `init`, an input shape `()` or `C` not
+      divisible by `num_groups`.
 
   Example:
-    >>> net = serial(Conv(64, (3, 3)), GroupNorm(num_groups=32), Relu)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(64, 3), fc.GroupNorm(num_groups=32), fc.Relu)
+    >>> net.init(jax.random.key(0), (16, 16, 3))[0]
+    (14, 14, 64)
+    >>> gn = fc.GroupNorm(num_groups=2)
+    >>> _, params, state = gn.init(None, (4, 4, 8))
+    >>> y, _ = gn.apply(params, state, jnp.arange(128.0).reshape(4, 4, 8))
+    >>> first = y[..., :4]                                      # the first group: 4 channels
+    >>> abs(float(first.mean())) < 1e-5, round(float(first.std()), 3)
+    (True, 1.0)
   """
   positive_int(num_groups, "num_groups", "GroupNorm")
   check_number(epsilon, "epsilon", "GroupNorm", 0.0)

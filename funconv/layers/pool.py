@@ -1,4 +1,27 @@
-"""Pooling layers over `funconv.ops` pooling."""
+"""Pooling layers over `funconv.ops` pooling: `(*spatial, C) -> (*out_spatial, C)` for one example.
+
+`MaxPool`, `AvgPool`, `SumPool`, `L2Pool` and `AdaptiveAvgPool` are factories. `GlobalAvgPool` and
+`GlobalMaxPool` are layer values (`Layer` namedtuples, which cannot carry docstrings of their own),
+used without calling them, and documented here:
+
+- `GlobalAvgPool`: the mean over all spatial positions, `(*spatial, C) -> (C,)`, any number (>= 1)
+  of spatial axes (`funconv.ops.global_avg_pool`).
+- `GlobalMaxPool`: the maximum over all spatial positions, `(*spatial, C) -> (C,)`
+  (`funconv.ops.global_max_pool`).
+
+Both have no params or state, return `x`'s dtype (floating inputs only: TypeError otherwise), raise
+ValueError at `init` for an input shape with no spatial axis, and end the spatial layout
+(`receptive_field` reports the whole input after them).
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.GlobalAvgPool.init(None, (7, 7, 512))[0]
+  (512,)
+  >>> x = jnp.arange(16.0).reshape(4, 4, 1)
+  >>> fc.GlobalAvgPool.apply((), (), x)[0].tolist(), fc.GlobalMaxPool.apply((), (), x)[0].tolist()
+  ([7.5], [15.0])
+"""
 import math
 
 from funconv import ops
@@ -27,41 +50,135 @@ def _pool(name, op, window_shape, strides, padding, **op_kwargs):
 
 
 def MaxPool(window_shape, strides=None, padding="VALID"):
-  """Max pooling; `strides` defaults to 1 as in stax (pass `strides=window_shape` to tile).
+  """Max pooling: the maximum over each window (`funconv.ops.max_pool`), per channel.
+
+  Args:
+    window_shape: int (that size on every spatial axis of the input) or one int per spatial axis
+      (then the input must have that many).
+    strides: int or one int per spatial axis; default None: 1, as in stax (pass
+      `strides=window_shape` for non-overlapping windows).
+    padding: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`, an
+      int or one `(low, high)` pair per spatial axis, as in `funconv.ops.conv`.
+
+  Returns:
+    A `Layer` without params or state: `(*spatial, C) -> (*out_spatial, C)` in `x`'s (floating)
+    dtype, `out = floor((W + lo + hi - K) / S) + 1` per axis (`funconv.ops.conv_output_shape`).
+
+  Raises:
+    TypeError: a size that is not an int; in `apply`, a non-floating `x`.
+    ValueError: a size below 1, or `window_shape` and `strides` of different lengths; in `init`, an
+      input with a different number of spatial axes (or none), an unknown padding, or a window
+      larger than the padded input.
 
   Example:
-    >>> MaxPool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.MaxPool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
     (14, 14, 16)
+    >>> fc.MaxPool(3).init(None, (10, 4))[0]                    # an int: any rank, here 1-D, stride 1
+    (8, 4)
+    >>> y, _ = fc.MaxPool(2, strides=2).apply((), (), jnp.arange(16.0).reshape(4, 4, 1))
+    >>> y[..., 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
   """
   return _pool("MaxPool", ops.max_pool, window_shape, strides, padding)
 
 
 def AvgPool(window_shape, strides=None, padding="VALID", count_include_pad=True):
-  """Average pooling; padded zeros count in the divisor unless `count_include_pad=False`.
+  """Average pooling: the mean over each window (`funconv.ops.avg_pool`), per channel.
+
+  Args:
+    window_shape: int (that size on every spatial axis of the input) or one int per spatial axis
+      (then the input must have that many).
+    strides: int or one int per spatial axis; default None: 1, as in stax (pass
+      `strides=window_shape` for non-overlapping windows).
+    padding: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`, an
+      int or one `(low, high)` pair per spatial axis, as in `funconv.ops.conv`.
+    count_include_pad: with True (default) padded zeros count in the divisor; with False each
+      window is divided by the number of input elements it covers.
+
+  Returns:
+    A `Layer` without params or state: `(*spatial, C) -> (*out_spatial, C)` in `x`'s (floating)
+    dtype, `out = floor((W + lo + hi - K) / S) + 1` per axis (`funconv.ops.conv_output_shape`).
+
+  Raises:
+    TypeError: a size that is not an int; in `apply`, a non-floating `x`.
+    ValueError: a size below 1, or `window_shape` and `strides` of different lengths; in `init`, an
+      input with a different number of spatial axes (or none), an unknown padding, or a window
+      larger than the padded input.
 
   Example:
-    >>> AvgPool((3, 3), strides=(2, 2), padding="SAME").init(None, (32, 32, 8))[0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.AvgPool((3, 3), strides=(2, 2), padding="SAME").init(None, (32, 32, 8))[0]
     (16, 16, 8)
+    >>> y, _ = fc.AvgPool(2, strides=2).apply((), (), jnp.arange(16.0).reshape(4, 4, 1))
+    >>> y[..., 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
   """
   return _pool("AvgPool", ops.avg_pool, window_shape, strides, padding, count_include_pad=count_include_pad)
 
 
 def SumPool(window_shape, strides=None, padding="VALID"):
-  """Sum pooling: the sum over each window (arguments as `MaxPool`).
+  """Sum pooling: the sum over each window (`funconv.ops.sum_pool`), per channel, zero padded.
+
+  Args:
+    window_shape: int (that size on every spatial axis of the input) or one int per spatial axis
+      (then the input must have that many).
+    strides: int or one int per spatial axis; default None: 1, as in stax (pass
+      `strides=window_shape` for non-overlapping windows).
+    padding: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`, an
+      int or one `(low, high)` pair per spatial axis, as in `funconv.ops.conv`.
+
+  Returns:
+    A `Layer` without params or state: `(*spatial, C) -> (*out_spatial, C)` in `x`'s (floating)
+    dtype, `out = floor((W + lo + hi - K) / S) + 1` per axis (`funconv.ops.conv_output_shape`).
+
+  Raises:
+    TypeError: a size that is not an int; in `apply`, a non-floating `x`.
+    ValueError: a size below 1, or `window_shape` and `strides` of different lengths; in `init`, an
+      input with a different number of spatial axes (or none), an unknown padding, or a window
+      larger than the padded input.
 
   Example:
-    >>> SumPool((2,), strides=(2,)).init(None, (100, 4))[0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.SumPool((2,), strides=(2,)).init(None, (100, 4))[0]
     (50, 4)
+    >>> fc.SumPool(2, strides=2).apply((), (), jnp.ones((4, 1)))[0][:, 0].tolist()
+    [2.0, 2.0]
   """
   return _pool("SumPool", ops.sum_pool, window_shape, strides, padding)
 
 
 def L2Pool(window_shape, strides=None, padding="VALID"):
-  """L2 pooling: square root of the sum of squares over each window (arguments as `MaxPool`).
+  """L2 pooling: the square root of the sum of squares over each window (`funconv.ops.l2_pool`).
+
+  Args:
+    window_shape: int (that size on every spatial axis of the input) or one int per spatial axis
+      (then the input must have that many).
+    strides: int or one int per spatial axis; default None: 1, as in stax (pass
+      `strides=window_shape` for non-overlapping windows).
+    padding: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`, `"CIRCULAR"`, `"REFLECT"`, an
+      int or one `(low, high)` pair per spatial axis, as in `funconv.ops.conv`.
+
+  Returns:
+    A `Layer` without params or state: `(*spatial, C) -> (*out_spatial, C)` in `x`'s (floating)
+    dtype, `out = floor((W + lo + hi - K) / S) + 1` per axis (`funconv.ops.conv_output_shape`).
+
+  Raises:
+    TypeError: a size that is not an int; in `apply`, a non-floating `x`.
+    ValueError: a size below 1, or `window_shape` and `strides` of different lengths; in `init`, an
+      input with a different number of spatial axes (or none), an unknown padding, or a window
+      larger than the padded input.
 
   Example:
-    >>> L2Pool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.L2Pool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
     (14, 14, 16)
+    >>> fc.L2Pool(2, strides=2).apply((), (), jnp.full((2, 2, 1), 3.0))[0].tolist()     # sqrt(4 * 9)
+    [[[6.0]]]
   """
   return _pool("L2Pool", ops.l2_pool, window_shape, strides, padding)
 
@@ -79,18 +196,35 @@ def _global(name, op):
 
 
 GlobalAvgPool = _global("GlobalAvgPool", ops.global_avg_pool)
-# GlobalAvgPool: Mean over all spatial positions: `(*spatial, C) -> (C,)`.
+# GlobalAvgPool: mean over all spatial positions, `(*spatial, C) -> (C,)` (documented in the module docstring).
 GlobalMaxPool = _global("GlobalMaxPool", ops.global_max_pool)
-# GlobalMaxPool: Maximum over all spatial positions: `(*spatial, C) -> (C,)`.
+# GlobalMaxPool: maximum over all spatial positions, `(*spatial, C) -> (C,)` (documented in the module docstring).
 
 
 def AdaptiveAvgPool(output_size):
   """Average pooling to a fixed spatial `output_size`, whatever the input size (PyTorch's
-  `AdaptiveAvgPool`; AlexNet and VGG use it before their classifiers).
+  `AdaptiveAvgPool`; AlexNet and VGG use it before their classifiers); `funconv.ops.adaptive_avg_pool`.
+
+  Args:
+    output_size: int (that size on every spatial axis of the input) or one int per spatial axis,
+      each >= 1.
+
+  Returns:
+    A `Layer` without params or state: `(*spatial, C) -> (*output_size, C)` in `x`'s (floating)
+    dtype. Bin `i` of an axis of length `n` averages `[floor(i n / m), ceil((i + 1) n / m))`.
+
+  Raises:
+    TypeError: a size that is not an int; in `apply`, a non-floating `x`.
+    ValueError: a size below 1; in `init`, an input with a different number of spatial axes (or
+      none) or an empty spatial axis.
 
   Example:
-    >>> AdaptiveAvgPool((6, 6)).init(None, (13, 13, 256))[0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.AdaptiveAvgPool((6, 6)).init(None, (13, 13, 256))[0]
     (6, 6, 256)
+    >>> fc.AdaptiveAvgPool(1).init(None, (5, 5, 3))[0]
+    (1, 1, 3)
   """
   resolve = layer_window("AdaptiveAvgPool", output_size=output_size)   # an int: that size on every spatial axis
 

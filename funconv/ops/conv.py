@@ -55,16 +55,18 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
     w: `(*window, C_in // groups, C_out)` ("HWIO"); the window's rank (1, 2 or 3, or more) is
       the number of spatial axes.
     strides: int or one int per spatial axis (default 1).
-    padding: `"VALID"`, `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"` (1-D), `"CIRCULAR"`, `"REFLECT"`, an
-      int, or one `(low, high)` pair per spatial axis (see `funconv.ops.resolve_padding`).
+    padding: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"` (1-D), `"CIRCULAR"`,
+      `"REFLECT"`, an int, or one `(low, high)` pair per spatial axis (see
+      `funconv.ops.resolve_padding`).
     dilation: kernel dilation, int or one per spatial axis (default 1).
-    groups: feature groups; `C_in` and `C_out` must both divide by it. `groups == C_in` is a
-      depthwise convolution (with channel multiplier `C_out // C_in`).
-    algorithm: `None` (chosen by shape, see docs/convolution.md), `"im2col"` (one GEMM on the
-      patch matrix), `"products"` (one GEMM of every position with every tap, slid into
-      place), `"hybrid"` (im2col over the leading spatial axes, products over the last) or
-      `"shifted"` (one GEMM per kernel tap). Results agree to float rounding.
-    precision: passed to every `lax.dot_general`.
+    groups: feature groups (default 1); `C_in` and `C_out` must both divide by it. `groups == C_in`
+      is a depthwise convolution (with channel multiplier `C_out // C_in`).
+    algorithm: `None` (default: chosen by shape, see docs/convolution.md), `"im2col"` (one GEMM on
+      the patch matrix), `"products"` (one GEMM of every position with every tap, slid into
+      place), `"hybrid"` (im2col over the leading spatial axes, products over the last),
+      `"shifted"` (one GEMM per kernel tap) or `"winograd"` (3-tap windows, stride 1, no
+      dilation, no groups). Results agree to float rounding.
+    precision: passed to every `lax.dot_general` (default None).
 
   Returns:
     `(*batch, *out_spatial, C_out)` in the dtype `jnp.result_type(x, w)` (16-bit floats
@@ -72,10 +74,22 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
     float rounding, to `lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilation,
     feature_group_count=groups, dimension_numbers=("NHWC", "HWIO", "NHWC"))`.
 
+  Raises:
+    TypeError: `x` or `w` has an integer or boolean dtype; `strides`, `dilation` or `groups` is not
+      an int (or ints).
+    ValueError: `w` has fewer than 3 axes or an empty window; `x` has fewer than `rank + 1` axes;
+      `groups` does not divide the channels or `C_in != groups * w.shape[-2]`; a wrong number of
+      strides, dilations or padding pairs; an unknown padding or algorithm; a window larger than
+      the padded input.
+
   Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
     >>> x = jnp.ones((8, 28, 28, 1)); w = jnp.ones((3, 3, 1, 16))
-    >>> conv(x, w, padding="SAME").shape
+    >>> fc.ops.conv(x, w, padding="SAME").shape
     (8, 28, 28, 16)
+    >>> fc.ops.conv(jnp.ones((5, 1)), jnp.ones((3, 1, 1)))[:, 0].tolist()   # 1-D, no batch axis: 3-tap sums
+    [3.0, 3.0, 3.0]
   """
   op = "conv"
   x3, batch, w, rank = _operands(x, w, op, "(*window, C_in // groups, C_out)")
@@ -100,19 +114,32 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   input element's product with each kernel tap is added in place (col2im).
 
   Args:
-    x: `(*batch, *spatial, C_in)`, floating or complex.
-    w: `(*window, C_in, C_out)`.
-    strides: the upsampling factor, int or one per spatial axis.
-    padding: `"SAME"` (output `W * S`), `"VALID"` (output `W * S + max(K' - S, 0)`), an int or one
-      `(low, high)` pair per axis padding the spread input (`lax.conv_transpose` conventions).
-    dilation: kernel dilation.
+    x: `(*batch, *spatial, C_in)`, any number of leading batch axes; floating or complex.
+    w: `(*window, C_in, C_out)`; the window's rank is the number of spatial axes.
+    strides: the upsampling factor, int or one per spatial axis (default 1).
+    padding: `"SAME"` (output `W * S`), `"VALID"` (default; output `W * S + max(K' - S, 0)`, with
+      `K' = D (K - 1) + 1`), an int or one `(low, high)` pair per axis padding the spread input
+      (`lax.conv_transpose` conventions; see `funconv.ops.transpose_padding`).
+    dilation: kernel dilation, int or one per spatial axis (default 1).
+    algorithm: as in `conv` (default None: chosen by shape).
+    precision: passed to every `lax.dot_general` (default None).
 
   Returns:
-    `(*batch, *out_spatial, C_out)` with `out = S (W - 1) + 1 + lo + hi - D (K - 1)`.
+    `(*batch, *out_spatial, C_out)` in `jnp.result_type(x, w)`, with
+    `out = S (W - 1) + 1 + lo + hi - D (K - 1)` (`funconv.ops.conv_transpose_output_shape`).
+
+  Raises:
+    TypeError: `x` or `w` is not floating or complex.
+    ValueError: `w` has fewer than 3 axes or an empty window; `x`'s channels differ from
+      `w.shape[-2]`; an unknown padding; padding that leaves no output.
 
   Example:
-    >>> conv_transpose(jnp.ones((2, 16, 16, 8)), jnp.ones((4, 4, 8, 3)), strides=2, padding="SAME").shape
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.conv_transpose(jnp.ones((2, 16, 16, 8)), jnp.ones((4, 4, 8, 3)), strides=2, padding="SAME").shape
     (2, 32, 32, 3)
+    >>> fc.ops.conv_transpose(jnp.ones((3, 1)), jnp.ones((2, 1, 1)), strides=2)[:, 0].tolist()   # VALID: 3 * 2 + 0
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
   """
   op = "conv_transpose"
   x3, batch, w, rank = _operands(x, w, op, "(*window, C_in, C_out)")

@@ -18,14 +18,43 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   explicit padding (negative pads crop), input dilation (interior padding: the transposed
   convolution), kernel dilation, feature groups and batch groups; floating and complex dtypes,
   zero-size axes as in lax. It binds funconv's convolution primitive, so every transformation
-  applies. `preferred_element_type`, as in lax, is the output dtype (a wider one is computed
-  in); `out_sharding` reshards the result. Libraries that accept a convolution callable can
-  use it, e.g. `flax.nnx.Conv(..., conv_general_dilated=funconv.ops.conv_general_dilated)`.
+  applies. Libraries that accept a convolution callable can use it, e.g.
+  `flax.nnx.Conv(..., conv_general_dilated=funconv.ops.conv_general_dilated)`.
+
+  Args:
+    lhs: the input, `(N, C_in, *spatial)` under the default dimension numbers; floating or complex.
+    rhs: the kernel, `(C_out, C_in // feature_group_count, *window)` under the default ones.
+    window_strides: int or one int per spatial axis.
+    padding: `"VALID"`, `"SAME"`, `"SAME_LOWER"` (not with `lhs_dilation`), or one `(low, high)`
+      pair per spatial axis.
+    lhs_dilation: input dilation, int or one per spatial axis (default 1).
+    rhs_dilation: kernel dilation, int or one per spatial axis (default 1).
+    dimension_numbers: as in lax: None, a `ConvDimensionNumbers` or three layout strings.
+    feature_group_count: feature groups (default 1).
+    batch_group_count: batch groups (default 1); at most one of the group counts may exceed 1.
+    precision: passed to every `lax.dot_general` (default None).
+    preferred_element_type: as in lax, the output dtype (a wider one is computed in); default None:
+      `jnp.result_type(lhs, rhs)`.
+    out_sharding: where given, the result is resharded to it (`jax.sharding.reshard`).
+
+  Returns:
+    The output in the layout `dimension_numbers` names (`(N, C_out, *out_spatial)` by default),
+    equal to lax's to float rounding.
+
+  Raises:
+    TypeError: `lhs` or `rhs` is not floating or complex.
+    ValueError: string padding with `lhs_dilation`; both group counts above 1; a group count that
+      does not divide the channels, features or batch; wrong numbers of strides or dilations.
 
   Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
     >>> x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))        # NCHW, OIHW
-    >>> conv_general_dilated(x, w, (1, 1), "SAME").shape
+    >>> fc.ops.conv_general_dilated(x, w, (1, 1), "SAME").shape
     (2, 4, 8, 8)
+    >>> y = fc.ops.conv_general_dilated(x, w, (1, 1), "SAME")
+    >>> bool(jnp.allclose(y, jax.lax.conv_general_dilated(x, w, (1, 1), "SAME")))
+    True
   """
   op = "conv_general_dilated"
   lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)

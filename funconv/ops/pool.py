@@ -51,15 +51,37 @@ def _sum_pool(x, window, strides, padding, op):
 def max_pool(x, window_shape, strides=None, padding="VALID"):
   """Maximum over each window of channels-last `x` `(*batch, *spatial, C)`.
 
-  `window_shape` has one size per spatial axis; `strides` defaults to 1 (as in stax and Flax:
-  pass `strides=window_shape` for the usual non-overlapping pooling); padding as in `conv`,
-  zero padding being `-inf` here. Returns `(*batch, *out, C)`. Ties share the gradient equally
-  (the max of a reshaped window) or go to the later tap (the max of overlapping slices), where
-  `lax.reduce_window` gives it to one element.
+  Args:
+    x: `(*batch, *spatial, C)`, any number (0 included) of leading batch axes; a floating dtype
+      (float16, bfloat16, float32, float64).
+    window_shape: int or one int per spatial axis; its length (or that of `strides`) is the
+      number of spatial axes (an int and an int stride: 1-D).
+    strides: int or one int per spatial axis (default 1, as in stax and Flax: pass
+      `strides=window_shape` for the usual non-overlapping pooling).
+    padding: as in `funconv.ops.conv`: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`,
+      `"CIRCULAR"`, `"REFLECT"`, an int or one `(low, high)` pair per spatial axis.
+
+  Zero padding is `-inf` padding here. Ties share the gradient equally (the max of a reshaped
+  window) or go to the later tap (the max of overlapping slices), where `lax.reduce_window` gives
+  it to one element.
+
+  Returns:
+    `(*batch, *out_spatial, C)` in `x`'s dtype, `out = floor((W + lo + hi - K) / S) + 1` per axis.
+
+  Raises:
+    TypeError: `x` is not floating (integer, boolean or complex); a window size or stride is not
+      an int.
+    ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
+      than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
   Example:
-    >>> max_pool(jnp.ones((4, 28, 28, 8)), (2, 2), strides=(2, 2)).shape
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.max_pool(jnp.ones((4, 28, 28, 8)), (2, 2), strides=(2, 2)).shape
     (4, 14, 14, 8)
+    >>> x = jnp.arange(16.0).reshape(4, 4, 1)                # one 4x4 image, one channel
+    >>> fc.ops.max_pool(x, (2, 2), strides=2)[..., 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
   """
   x3, batch, window, strides, pairs, fill, out = _prepare(x, window_shape, strides, padding, "max_pool")
   xp = pad_spatial(x3, pairs, fill, value=-jnp.inf)
@@ -68,20 +90,70 @@ def max_pool(x, window_shape, strides=None, padding="VALID"):
 
 
 def sum_pool(x, window_shape, strides=None, padding="VALID"):
-  """Sum over each window of `x` `(*batch, *spatial, C)`; arguments as in `max_pool`, padding with zeros."""
+  """Sum over each window of channels-last `x` `(*batch, *spatial, C)`, padding with zeros.
+
+  Args:
+    x: `(*batch, *spatial, C)`, any number (0 included) of leading batch axes; a floating dtype
+      (float16, bfloat16, float32, float64).
+    window_shape: int or one int per spatial axis; its length (or that of `strides`) is the
+      number of spatial axes (an int and an int stride: 1-D).
+    strides: int or one int per spatial axis (default 1, as in stax and Flax: pass
+      `strides=window_shape` for the usual non-overlapping pooling).
+    padding: as in `funconv.ops.conv`: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`,
+      `"CIRCULAR"`, `"REFLECT"`, an int or one `(low, high)` pair per spatial axis.
+
+  Returns:
+    `(*batch, *out_spatial, C)` in `x`'s dtype, `out` as in `max_pool`.
+
+  Raises:
+    TypeError: `x` is not floating (integer, boolean or complex); a window size or stride is not
+      an int.
+    ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
+      than `rank + 1` axes; an unknown padding; a window larger than the padded input.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> x = jnp.arange(16.0).reshape(4, 4, 1)
+    >>> fc.ops.sum_pool(x, (2, 2), strides=2)[..., 0].tolist()
+    [[10.0, 18.0], [42.0, 50.0]]
+  """
   y, batch, *_ = _sum_pool(x, window_shape, strides, padding, "sum_pool")
   return y.reshape(*batch, *y.shape[1:])
 
 
 def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=True):
-  """Mean over each window of `x` `(*batch, *spatial, C)`; arguments as in `max_pool`.
+  """Mean over each window of channels-last `x` `(*batch, *spatial, C)`.
 
-  With `count_include_pad=True` (the default, as `lax.reduce_window` sums, Flax and PyTorch)
-  every window is divided by its full size, padded zeros included; with `False`, by the number
-  of input elements it covers, so border windows are true means.
+  Args:
+    x: `(*batch, *spatial, C)`, any number (0 included) of leading batch axes; a floating dtype
+      (float16, bfloat16, float32, float64).
+    window_shape: int or one int per spatial axis; its length (or that of `strides`) is the
+      number of spatial axes (an int and an int stride: 1-D).
+    strides: int or one int per spatial axis (default 1, as in stax and Flax: pass
+      `strides=window_shape` for the usual non-overlapping pooling).
+    padding: as in `funconv.ops.conv`: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`,
+      `"CIRCULAR"`, `"REFLECT"`, an int or one `(low, high)` pair per spatial axis.
+    count_include_pad: with `True` (the default, as `lax.reduce_window` sums, Flax and PyTorch)
+      every window is divided by its full size, padded zeros included; with `False`, by the number
+      of input elements it covers, so border windows are true means. (`"CIRCULAR"` and
+      `"REFLECT"` pad with input values: always divided by the full size.)
+
+  Returns:
+    `(*batch, *out_spatial, C)` in `x`'s dtype, `out` as in `max_pool`.
+
+  Raises:
+    TypeError: `x` is not floating (integer, boolean or complex); a window size or stride is not
+      an int.
+    ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
+      than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
   Example:
-    >>> avg_pool(jnp.ones((5, 5, 1)), (3, 3), padding="SAME", count_include_pad=False)[0, 0, 0]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.avg_pool(jnp.ones((5, 5, 1)), (3, 3), padding="SAME")[0, 0, 0]           # 4 ones / 9
+    Array(0.44444445, dtype=float32)
+    >>> fc.ops.avg_pool(jnp.ones((5, 5, 1)), (3, 3), padding="SAME", count_include_pad=False)[0, 0, 0]
     Array(1., dtype=float32)
   """
   y, batch, window, strides, pairs, fill, out = _sum_pool(x, window_shape, strides, padding, "avg_pool")
@@ -94,11 +166,38 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
 
 
 def l2_pool(x, window_shape, strides=None, padding="VALID"):
-  """`sqrt` of the sum of squares over each window of `x`; arguments as in `max_pool`.
+  """`sqrt` of the sum of squares over each window of channels-last `x` `(*batch, *spatial, C)`.
+
+  Args:
+    x: `(*batch, *spatial, C)`, any number (0 included) of leading batch axes; a floating dtype
+      (float16, bfloat16, float32, float64).
+    window_shape: int or one int per spatial axis; its length (or that of `strides`) is the
+      number of spatial axes (an int and an int stride: 1-D).
+    strides: int or one int per spatial axis (default 1, as in stax and Flax: pass
+      `strides=window_shape` for the usual non-overlapping pooling).
+    padding: as in `funconv.ops.conv`: `"VALID"` (default), `"SAME"`, `"SAME_LOWER"`, `"CAUSAL"`,
+      `"CIRCULAR"`, `"REFLECT"`, an int or one `(low, high)` pair per spatial axis.
 
   At an all-zero window the gradient is 0 (the norm's smallest subgradient there) rather than
   sqrt's infinite slope times the squares' zero one (NaN): the inner `where` keeps sqrt's
   derivative away from 0, the outer one selects. Exact elsewhere.
+
+  Returns:
+    `(*batch, *out_spatial, C)` in `x`'s dtype, `out` as in `max_pool`; non-negative.
+
+  Raises:
+    TypeError: `x` is not floating (integer, boolean or complex); a window size or stride is not
+      an int.
+    ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
+      than `rank + 1` axes; an unknown padding; a window larger than the padded input.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.l2_pool(jnp.full((2, 2, 1), 3.0), (2, 2))[..., 0].tolist()    # sqrt(4 * 3 ** 2)
+    [[6.0]]
+    >>> jax.grad(lambda x: fc.ops.l2_pool(x, (2, 2)).sum())(jnp.zeros((2, 2, 1)))[..., 0].tolist()
+    [[0.0, 0.0], [0.0, 0.0]]
   """
   check_inexact(x, "l2_pool", complex_ok=False)   # before squaring, which would make a boolean x an integer one
   y, batch, *_ = _sum_pool(jnp.square(x), window_shape, strides, padding, "l2_pool")
@@ -115,13 +214,55 @@ def _spatial(x, rank, op):
 
 
 def global_avg_pool(x, rank: int = 2):
-  """Mean over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
+  """Mean over the `rank` spatial axes of channels-last `x`: `(*batch, *spatial, C) -> (*batch, C)`.
+
+  Args:
+    x: `(*batch, *spatial, C)` with `rank` spatial axes after any number (0 included) of leading
+      batch axes; a floating dtype.
+    rank: the number of spatial axes, an int >= 1 (default 2: images).
+
+  Returns:
+    `(*batch, C)` in `x`'s dtype.
+
+  Raises:
+    TypeError: `x` is not floating; `rank` is not an int.
+    ValueError: `rank < 1`, or `x` has fewer than `rank + 1` axes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.global_avg_pool(jnp.ones((8, 7, 7, 512))).shape
+    (8, 512)
+    >>> fc.ops.global_avg_pool(jnp.arange(6.0).reshape(3, 2), rank=1).tolist()   # a sequence of 3, 2 channels
+    [2.0, 3.0]
+  """
   x = _spatial(x, rank, "global_avg_pool")
   return jnp.mean(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
 
 def global_max_pool(x, rank: int = 2):
-  """Maximum over the `rank` spatial axes of `x` `(*batch, *spatial, C)` -> `(*batch, C)`."""
+  """Maximum over the `rank` spatial axes of channels-last `x`: `(*batch, *spatial, C) -> (*batch, C)`.
+
+  Args:
+    x: `(*batch, *spatial, C)` with `rank` spatial axes after any number (0 included) of leading
+      batch axes; a floating dtype.
+    rank: the number of spatial axes, an int >= 1 (default 2: images).
+
+  Returns:
+    `(*batch, C)` in `x`'s dtype.
+
+  Raises:
+    TypeError: `x` is not floating; `rank` is not an int.
+    ValueError: `rank < 1`, or `x` has fewer than `rank + 1` axes.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.global_max_pool(jnp.ones((8, 7, 7, 512))).shape
+    (8, 512)
+    >>> fc.ops.global_max_pool(jnp.arange(6.0).reshape(3, 2), rank=1).tolist()
+    [4.0, 5.0]
+  """
   x = _spatial(x, rank, "global_max_pool")
   return jnp.max(x, axis=tuple(range(x.ndim - rank - 1, x.ndim - 1)))
 
@@ -136,13 +277,32 @@ def _adaptive_weights(n_in, n_out, dtype):
 
 
 def adaptive_avg_pool(x, output_size):
-  """Average pooling to a fixed spatial size, as PyTorch's `AdaptiveAvgPool`: `(*batch, *spatial, C)`
-  -> `(*batch, *output_size, C)`, bin `i` of an axis of length `n` averaging `[floor(i n / m),
-  ceil((i + 1) n / m))`. Computed as one small averaging matrix per spatial axis.
+  """Average pooling to a fixed spatial size, as PyTorch's `AdaptiveAvgPool`.
+
+  Bin `i` of an axis of length `n` pooled to `m` averages the input elements
+  `[floor(i n / m), ceil((i + 1) n / m))`: bins overlap where `m` does not divide `n`, and
+  repeat elements where `m > n`. Computed as one small averaging matrix per spatial axis.
+
+  Args:
+    x: `(*batch, *spatial, C)`, any number of leading batch axes; a floating dtype; no empty
+      spatial axis.
+    output_size: int or one int per spatial axis, each >= 1; its length is the number of spatial
+      axes (an int: 1-D).
+
+  Returns:
+    `(*batch, *output_size, C)` in `x`'s dtype.
+
+  Raises:
+    TypeError: `x` is not floating; `output_size` is not an int or ints.
+    ValueError: a size below 1; `x` with fewer than `rank + 1` axes or an empty spatial axis.
 
   Example:
-    >>> adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.ops.adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape
     (2, 6, 6, 256)
+    >>> fc.ops.adaptive_avg_pool(jnp.arange(5.0).reshape(5, 1), 2)[:, 0].tolist()   # bins [0, 3) and [2, 5)
+    [1.0, 3.0]
   """
   op = "adaptive_avg_pool"
   rank = spatial_rank(op, output_size=output_size) or 1

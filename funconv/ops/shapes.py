@@ -101,7 +101,24 @@ def as_shape(shape, name: str, op: str) -> tuple[int, ...]:
 
 
 def dilate_size(size: int, dilation: int) -> int:
-  """Extent of `size` taps spaced `dilation` apart: `dilation * (size - 1) + 1`."""
+  """Extent of `size` taps spaced `dilation` apart: `dilation * (size - 1) + 1` (0 for `size == 0`).
+
+  The dilated window size `K'` of the shape rules.
+
+  Args:
+    size: the number of taps `K`, an int >= 0.
+    dilation: the distance `D` between taps, an int >= 1 (not checked).
+
+  Returns:
+    An int.
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.ops.dilate_size(3, 2)      # taps at 0, 2, 4
+    5
+    >>> fc.ops.dilate_size(3, 1), fc.ops.dilate_size(0, 4)
+    (3, 0)
+  """
   return dilation * (size - 1) + 1 if size > 0 else 0
 
 
@@ -109,8 +126,31 @@ def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[
                      dilation: int = 1) -> int:
   """Output length of one spatial axis: `floor((W + lo + hi - K') / S) + 1` with `K' = D (K - 1) + 1`.
 
-  With symmetric padding `P` this is the textbook `(W - K + 2P) / S + 1`. Returns 0 or less when
-  the dilated window does not fit in the padded input.
+  With symmetric padding `P` this is the textbook `(W - K + 2P) / S + 1`.
+
+  Args:
+    in_size: the input length `W`, an int.
+    window: the window size `K`, an int.
+    stride: `S`, an int >= 1 (default 1).
+    padding: one `(low, high)` pair of ints (default `(0, 0)`); see `resolve_padding` to get it from
+      a string.
+    dilation: `D`, an int >= 1 (default 1).
+
+  Returns:
+    An int: 0 or less when the dilated window does not fit in the padded input.
+
+  Raises:
+    TypeError: `stride` or `dilation` is not an int.
+    ValueError: `stride` or `dilation` is below 1.
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.ops.conv_output_size(28, 5)                                   # (28 - 5) / 1 + 1
+    24
+    >>> fc.ops.conv_output_size(28, 3, stride=2, padding=(1, 1))         # floor((28 + 2 - 3) / 2) + 1
+    14
+    >>> fc.ops.conv_output_size(4, 3, dilation=2)                        # K' = 5 does not fit
+    0
   """
   stride, dilation = positive_int(stride, "stride", "conv_output_size"), positive_int(dilation, "dilation",
                                                                                       "conv_output_size")
@@ -129,17 +169,46 @@ def output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
 
 def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int],
                     dilation: Sequence[int], op: str) -> tuple[tuple[tuple[int, int], ...], str]:
-  """Resolve a padding specification to `(pairs, fill)`.
+  """Resolve a padding specification to `(pairs, fill)`, as `conv` and the pooling ops do.
 
-  `pairs` holds one `(low, high)` per spatial axis; `fill` is `"constant"` (zeros), `"wrap"`
-  (CIRCULAR) or `"reflect"` (REFLECT). Accepted specifications:
+  Accepted specifications:
 
   - `"VALID"`: no padding. `"SAME"` (`"SAME_LOWER"`): output size `ceil(W / S)`, the odd pixel on
     the high (low) side, as in `lax.conv_general_dilated`.
   - `"CAUSAL"` (1-D only): `D (K - 1)` zeros before the signal, none after, so output `t` sees
     inputs up to `t`.
   - `"CIRCULAR"`, `"REFLECT"`: the amounts of `"SAME"`, filled by wrapping or mirroring the input.
-  - an int `p` (`p` on both sides of every axis) or one `(low, high)` pair per spatial axis.
+  - an int `p` (`p` on both sides of every axis) or one `(low, high)` pair per spatial axis
+    (used as given: not checked to leave an output).
+
+  Strings are case-insensitive.
+
+  Args:
+    padding: the specification.
+    in_shape: the spatial input shape `(*spatial,)`.
+    window: the window size per spatial axis `K`, ints.
+    strides: one stride per spatial axis `S`, ints.
+    dilation: one kernel dilation per spatial axis `D`, ints.
+    op: the name of the calling function, for error messages.
+
+  Returns:
+    `(pairs, fill)`: `pairs` one `(low, high)` pair of ints per spatial axis; `fill` is `"constant"`
+    (zeros), `"wrap"` (CIRCULAR) or `"reflect"` (REFLECT), a `jnp.pad` mode.
+
+  Raises:
+    ValueError: an unknown string; `"CAUSAL"` with a window that is not 1-D; `"REFLECT"` with a pad
+      as large as the input; pairs that are not ints or not one per spatial axis.
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.ops.resolve_padding("SAME", (28, 28), (3, 3), (2, 2), (1, 1), "conv")     # the odd pixel high
+    (((0, 1), (0, 1)), 'constant')
+    >>> fc.ops.resolve_padding("CAUSAL", (10,), (3,), (1,), (2,), "conv")             # D (K - 1) = 4 before
+    (((4, 0),), 'constant')
+    >>> fc.ops.resolve_padding("reflect", (8, 8), (3, 3), (1, 1), (1, 1), "conv")
+    (((1, 1), (1, 1)), 'reflect')
+    >>> fc.ops.resolve_padding(2, (8,), (3,), (1,), (1,), "conv")
+    (((2, 2),), 'constant')
   """
   rank = len(window)
   dilated = [dilate_size(k, d) for k, d in zip(window, dilation)]
@@ -175,15 +244,31 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
                       op: str = "conv_output_shape") -> tuple[int, ...]:
   """Spatial output shape of a convolution or pooling window over spatial shape `in_shape`.
 
-  `padding` is any specification `resolve_padding` takes; per axis the rule is
-  `conv_output_size`: `floor((W + lo + hi - D (K - 1) - 1) / S) + 1`. Entries below 1 mean the
-  window does not fit (`check_window_fits` says so). This is the rule the layers use for shape
-  inference.
+  Per axis the rule is `conv_output_size`: `floor((W + lo + hi - D (K - 1) - 1) / S) + 1`. This is
+  the rule the layers use for shape inference.
+
+  Args:
+    in_shape: the spatial input shape `(*spatial,)`, ints >= 0 (no batch or channel axis).
+    window: int or one int per spatial axis.
+    strides: int or one int per spatial axis (default 1).
+    padding: any specification `resolve_padding` takes (default `"VALID"`).
+    dilation: int or one int per spatial axis (default 1).
+    op: the name used in error messages.
+
+  Returns:
+    A tuple of ints, one per spatial axis. Entries below 1 mean the window does not fit (no error
+    is raised here).
+
+  Raises:
+    TypeError: `in_shape`, `window`, `strides` or `dilation` is not an int or ints.
+    ValueError: sizes below 1 (below 0 in `in_shape`); sequences of different lengths; an unknown
+      padding (see `resolve_padding`).
 
   Example:
-    >>> conv_output_shape((28, 28), (5, 5))
+    >>> import funconv as fc
+    >>> fc.ops.conv_output_shape((28, 28), (5, 5))
     (24, 24)
-    >>> conv_output_shape((32, 32), (3, 3), strides=2, padding="SAME")
+    >>> fc.ops.conv_output_shape((32, 32), (3, 3), strides=2, padding="SAME")
     (16, 16)
   """
   in_shape = as_shape(in_shape, "in_shape", op)
@@ -232,8 +317,29 @@ def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
   """`lax.conv_transpose`'s padding of the spread input, one `(low, high)` pair per spatial axis.
 
   `"SAME"` and `"VALID"` name the padding of the forward convolution this one transposes, so
-  `"SAME"` gives output size `W * S`, `"VALID"` gives `W * S + max(K' - S, 0)`; an int or pairs
-  pad the spread input directly.
+  `"SAME"` gives output size `W * S`, `"VALID"` gives `W * S + max(K' - S, 0)` (`K' = D (K - 1) +
+  1`); an int or pairs pad the spread input directly (as in `resolve_padding`).
+
+  Args:
+    window: the window size per spatial axis, ints.
+    strides: one stride per spatial axis, ints.
+    dilation: one kernel dilation per spatial axis, ints.
+    padding: `"SAME"`, `"VALID"` (case-insensitive), an int or one `(low, high)` pair per axis.
+    op: the name used in error messages (default `"conv_transpose"`).
+
+  Returns:
+    A tuple of `(low, high)` int pairs, one per spatial axis.
+
+  Raises:
+    ValueError: any other string; pairs that are not one per spatial axis.
+
+  Example:
+    >>> import funconv as fc
+    >>> pairs = fc.ops.transpose_padding((4, 4), (2, 2), (1, 1), "SAME")
+    >>> pairs
+    ((2, 2), (2, 2))
+    >>> fc.ops.conv_transpose_output_shape((16, 16), (4, 4), (2, 2), pairs, (1, 1))   # W * S
+    (32, 32)
   """
   rank = len(window)
   if isinstance(padding, str) and padding.upper() in ("SAME", "VALID"):
@@ -254,8 +360,27 @@ def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
 
 
 def conv_transpose_output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
-  """Spatial output of a transposed convolution padding its spread input by `pairs`:
-  `S (W - 1) + 1 + lo + hi - D (K - 1)` per axis."""
+  """Spatial output shape of a transposed convolution that pads its spread input by `pairs`.
+
+  Per axis `S (W - 1) + 1 + lo + hi - D (K - 1)`: the input spread with `S - 1` zeros between
+  elements, padded, then correlated with the dilated window.
+
+  Args:
+    in_shape: the spatial input shape `(*spatial,)`, ints.
+    window: the window size per spatial axis, ints.
+    strides: one stride per spatial axis, ints.
+    pairs: one `(low, high)` pair per spatial axis, e.g. from `transpose_padding`.
+    dilation: one kernel dilation per spatial axis, ints.
+
+  Returns:
+    A tuple of ints, one per spatial axis; below 1 where the padding leaves no output. Arguments
+    are not checked.
+
+  Example:
+    >>> import funconv as fc
+    >>> fc.ops.conv_transpose_output_shape((3,), (2,), (2,), ((1, 1),), (1,))   # 2 * 2 + 1 + 2 - 1
+    (6,)
+  """
   return tuple(s * (n - 1) + 1 + lo + hi - r
                for n, s, (lo, hi), r in zip(in_shape, strides, pairs, window_reach(window, dilation)))
 

@@ -31,7 +31,19 @@ def _leaves(tree):
 
 
 def previous(path):
-  """Where `save` keeps the checkpoint that `path` replaced: `ckpt.npz` -> `ckpt.prev.npz`."""
+  """Where `save` keeps the checkpoint that `path` replaced: `ckpt.npz` -> `ckpt.prev.npz`.
+
+  Args:
+    path: a checkpoint's path, a string or `pathlib.Path`.
+
+  Returns:
+    A `pathlib.Path` beside `path`.
+
+  Example:
+    >>> from funconv.train.checkpoint import previous
+    >>> previous("out/checkpoint.npz").as_posix()
+    'out/checkpoint.prev.npz'
+  """
   path = pathlib.Path(path)
   return path.with_name(f"{path.stem}.prev{path.suffix}")
 
@@ -45,13 +57,39 @@ def _fsync_dir(directory):
 
 
 def save(path, train_state, position):
-  """Write `train_state` and the JSON-able `position` (e.g. epoch, batch) to `path`, keeping the old `path`.
+  """Write `train_state` and the JSON-able `position` to `path` atomically, keeping the old `path` as the previous one.
 
-  The archive goes to `.{name}.tmp` beside `path` and is fsynced; then the old checkpoint is renamed
-  to `previous(path)`, the new one to `path`, and the directory is fsynced, so that the renames
-  survive a power cut as the file does. A process killed at any point leaves a complete newest
-  checkpoint at `path` or, between the two renames, at `previous(path)`; an error while writing
-  (`OSError` ENOSPC on a full disk) removes the temporary file and leaves both untouched.
+  Exported as `funconv.train.save_checkpoint`. The archive (a NumPy `.npz`: every leaf of
+  `train_state` in tree order, PRNG keys as their raw key data, and a JSON record of `position`
+  and the tree structure) goes to `.{name}.tmp` beside `path` and is fsynced; then the old
+  checkpoint is renamed to `previous(path)` (`name.prev.npz`), the new one to `path`, and the
+  directory is fsynced, so that the renames survive a power cut as the file does. A process
+  killed at any point leaves a complete newest checkpoint at `path` or, between the two
+  renames, at `previous(path)`; an error while writing removes the temporary file and leaves
+  both untouched. Missing parent directories are created.
+
+  Args:
+    path: the checkpoint's path, a string or `pathlib.Path` (by convention `*.npz`).
+    train_state: a `TrainState` (any pytree of arrays and PRNG keys).
+    position: a JSON-serialisable value recording where the run is, e.g. `{"epoch": 3, "batch": 0}`
+      (`fit` stores its epoch, batch, history and early-stopping record).
+
+  Returns:
+    None.
+
+  Raises:
+    TypeError: `position` is not JSON-serialisable (no file is written).
+    OSError: the file cannot be written (`ENOSPC` on a full disk, permissions).
+
+  Example:
+    >>> import os, optax
+    >>> import funconv as fc
+    >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
+    >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1))
+    >>> fc.train.save_checkpoint("ckpt/checkpoint.npz", ts, {"epoch": 1, "batch": 0})
+    >>> fc.train.save_checkpoint("ckpt/checkpoint.npz", ts, {"epoch": 2, "batch": 0})   # keeps the first
+    >>> sorted(os.listdir("ckpt"))
+    ['checkpoint.npz', 'checkpoint.prev.npz']
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,10 +111,36 @@ def save(path, train_state, position):
 
 
 def load(path, template):
-  """`(train_state, position)` from `path`, shaped like `template` (a TrainState of the same model).
+  """`(train_state, position)` read from `path`, shaped like `template` (a `TrainState` of the same model).
 
-  Raises `FileNotFoundError` for a missing file, and `ValueError` naming `path` for a truncated or
-  corrupted one or one that holds another model's state.
+  Exported as `funconv.train.load_checkpoint`. Every leaf is restored in `template`'s leaf's
+  dtype, PRNG keys with its key implementation; `position` is what `save` was given, through
+  JSON (tuples come back as lists, dict keys as strings). `load_latest` falls back to the
+  previous checkpoint where `path` is damaged.
+
+  Args:
+    path: the checkpoint's path, a string or `pathlib.Path`.
+    template: a `TrainState` (pytree) with the structure and shapes of the saved one, e.g. a
+      fresh `init_train_state` of the same model, optimizer and input shape.
+
+  Returns:
+    `(train_state, position)`: a pytree with `template`'s structure, and the saved position.
+
+  Raises:
+    FileNotFoundError: `path` does not exist.
+    ValueError: naming `path`, the file is truncated or corrupted, or holds a train state of
+      another structure or other shapes (another model).
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> import funconv as fc
+    >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
+    >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1), seed=1)
+    >>> fc.train.save_checkpoint("run/checkpoint.npz", ts, {"epoch": 3, "batch": 0})
+    >>> template = fc.train.init_train_state(net, opt, (8, 8, 1))          # another seed: other values
+    >>> restored, position = fc.train.load_checkpoint("run/checkpoint.npz", template)
+    >>> position, bool(jnp.all(restored.params[1][0] == ts.params[1][0])), restored.key.dtype == ts.key.dtype
+    ({'epoch': 3, 'batch': 0}, True, True)
   """
   treedef = jax.tree.structure(template)
   like_leaves = jax.tree.leaves(template)
@@ -105,8 +169,30 @@ def load_latest(path, template):
   """`load` of the newest loadable checkpoint: `path`, else `previous(path)`; None when neither exists.
 
   `path` is missing only where a writer was killed between its two renames; where it is damaged
-  (or mismatched), a `UserWarning` says so and the previous checkpoint is loaded. Raises the first
-  `ValueError` when no file stands in.
+  (or mismatched), a `UserWarning` says so and the previous checkpoint is loaded.
+
+  Args:
+    path: the checkpoint's path, a string or `pathlib.Path`.
+    template: as in `load`.
+
+  Returns:
+    `(train_state, position)` as `load`, or None where neither file exists.
+
+  Raises:
+    ValueError: the first `load` error (damaged or mismatched `path`) when no previous
+      checkpoint stands in.
+
+  Example:
+    >>> import optax
+    >>> import funconv as fc
+    >>> from funconv.train.checkpoint import load_latest
+    >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
+    >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1))
+    >>> print(load_latest("nothing/checkpoint.npz", ts))
+    None
+    >>> fc.train.save_checkpoint("latest/checkpoint.npz", ts, {"epoch": 1})
+    >>> load_latest("latest/checkpoint.npz", ts)[1]
+    {'epoch': 1}
   """
   failure = None
   for candidate in (pathlib.Path(path), previous(path)):

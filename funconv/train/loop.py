@@ -43,52 +43,32 @@ def _plot(history, path):
   plt.close(fig)
 
 
-def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="out", val_fraction=0.1,
-        patience=None, augment=None, normalize=None, label_smoothing=0.0, resume=False, checkpoint_every=None,
-        progress=True, max_steps=None):
-  """Train `model` on `data` (a `funconv.data.DataSet`) and evaluate it; returns `(train_state, report)`.
-
-  Per epoch: one shuffled pass (order from `(seed, epoch)`, last partial batch dropped) with a tqdm
-  bar showing loss, accuracy and images/s; evaluation on a validation split (`val_fraction` of
-  the training set, fixed by `seed`); a checkpoint `out_dir/checkpoint.npz` (also every
-  `checkpoint_every` steps); early stopping once validation accuracy has not improved for
-  `patience` epochs, keeping the best epoch's state. At the end: test metrics of the best state,
-  `out_dir/curves.png` and `out_dir/metrics.json`.
-
-  `resume=True` continues from `out_dir/checkpoint.npz` (mid-epoch included), or from the previous
-  checkpoint `checkpoint.prev.npz` where that one is missing or damaged (with a warning), and
-  reproduces the uninterrupted run bit for bit on CPU. A NaN or infinite loss raises
-  `FloatingPointError` naming the step; the last checkpoint written before it is intact.
-  `max_steps` stops early (for tests and benchmarks).
-  """
-  out = pathlib.Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  ckpt_path, best_path = out / "checkpoint.npz", out / "best.npz"
+def _split(data, val_fraction, seed):
+  """`((x, y) training, (x, y) validation)`: the validation split is `val_fraction` of the training set, fixed by
+  `seed`, or the test set when that is empty."""
   order = np.random.default_rng([seed, 2**31 - 1]).permutation(len(data.x_train))
   n_val = int(round(len(order) * val_fraction))
   val_idx, train_idx = order[:n_val], order[n_val:]
-  x_train, y_train = data.x_train[train_idx], data.y_train[train_idx]
-  x_val, y_val = (data.x_train[val_idx], data.y_train[val_idx]) if n_val else (data.x_test, data.y_test)
+  val = (data.x_train[val_idx], data.y_train[val_idx]) if n_val else (data.x_test, data.y_test)
+  return (data.x_train[train_idx], data.y_train[train_idx]), val
 
-  train_step, eval_step = make_steps(model, optimizer, augment=augment, normalize=normalize,
-                                     label_smoothing=label_smoothing)
-  ts = init_train_state(model, optimizer, x_train.shape[1:], seed)
-  position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
-  restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
-  if restored is not None:
-    ts, position = restored
+
+def _train_epoch(train_step, ts, train, position, *, epochs, batch_size, seed, ckpt_path, checkpoint_every, progress,
+                 steps_left):
+  """One epoch's steps from `position` (mid-epoch after a resume), with a progress bar and mid-epoch checkpoints.
+
+  Returns `(ts, running, steps_run)`, `running` the summed loss, correct count and count; stops after `steps_left`
+  steps (None: no limit). A non-finite loss raises `FloatingPointError` naming the step and the last checkpoint.
+  """
+  x_train, y_train = train
+  epoch, first = position["epoch"], position["batch"]
   steps_per_epoch = num_batches(len(x_train), batch_size)
-  if steps_per_epoch == 0:
-    raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(x_train)} examples)")
-
-  epoch, stopped_early, steps_run = position["epoch"], False, 0
-  while epoch < epochs and not stopped_early:
-    running = position["running"] or dict(loss=0.0, correct=0.0, count=0.0)
-    bar = tqdm(total=steps_per_epoch, initial=position["batch"], desc=f"epoch {epoch + 1}/{epochs}",
-               disable=not progress, leave=False)
-    start = time.perf_counter()
-    for b, (xb, yb) in enumerate(batches(x_train, y_train, batch_size, seed=seed, epoch=epoch,
-                                         start=position["batch"]), start=position["batch"]):
+  running = position["running"] or dict(loss=0.0, correct=0.0, count=0.0)
+  steps_run, start = 0, time.perf_counter()
+  with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+            leave=False) as bar:
+    for b, (xb, yb) in enumerate(batches(x_train, y_train, batch_size, seed=seed, epoch=epoch, start=first),
+                                 start=first):
       ts, m = train_step(ts, xb, yb)
       loss = float(m["loss"]) / float(m["count"])
       if not math.isfinite(loss):
@@ -101,39 +81,148 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
       bar.update(1)
       bar.set_postfix(loss=f"{running['loss'] / running['count']:.4f}",
                       acc=f"{running['correct'] / running['count']:.3f}",
-                      img_s=f"{(b + 1 - position['batch']) * batch_size / (time.perf_counter() - start):.0f}")
+                      img_s=f"{(b + 1 - first) * batch_size / (time.perf_counter() - start):.0f}")
       if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
         position = dict(position, epoch=epoch, batch=b + 1, running=running)
         checkpoint.save(ckpt_path, ts, position)
-      if max_steps is not None and steps_run >= max_steps:
-        bar.close()
-        return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
-    bar.close()
-    val = _evaluate(eval_step, ts, x_val, y_val, batch_size)
-    record = dict(epoch=epoch + 1, train_loss=running["loss"] / running["count"],
-                  train_accuracy=running["correct"] / running["count"], val_loss=val["loss"],
-                  val_accuracy=val["accuracy"], seconds=time.perf_counter() - start)
-    history = position["history"] + [record]
-    best, bad = position["best"], position["bad_epochs"] + 1
-    if val["accuracy"] > best:
-      best, bad = val["accuracy"], 0
-      checkpoint.save(best_path, ts, dict(epoch=epoch + 1))
-    stopped_early = patience is not None and bad > patience
-    epoch += 1
-    position = dict(epoch=epoch, batch=0, history=history, best=best, bad_epochs=bad, running=None)
-    checkpoint.save(ckpt_path, ts, position)
-    if progress:
-      print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
-            f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)", flush=True)
+      if steps_left is not None and steps_run >= steps_left:
+        break
+  return ts, running, steps_run
 
-  # The training step donates its input buffers, so the best state is read back from its file.
+
+def _early_stopping(position, record, ts, best_path, patience):
+  """The position after the epoch `record` describes, and whether to stop: the best validation accuracy's state is
+  saved to `best_path`; stop once it has not improved for more than `patience` epochs (None: never)."""
+  best, bad = position["best"], position["bad_epochs"] + 1
+  if record["val_accuracy"] > best:
+    best, bad = record["val_accuracy"], 0
+    checkpoint.save(best_path, ts, dict(epoch=record["epoch"]))
+  position = dict(epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad,
+                  running=None)
+  return position, patience is not None and bad > patience
+
+
+def _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_path):
+  """The best state (read back from `best_path`: the training step donates its buffers) and the report of its test
+  metrics; writes `out/metrics.json` and `out/curves.png`."""
   best = checkpoint.load_latest(best_path, ts)
   best_ts = ts if best is None else best[0]
   test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size)
   report = dict(history=position["history"], test_loss=test["loss"], test_accuracy=test["accuracy"],
                 test_top_k_accuracy=test["top_k_accuracy"], best_val_accuracy=position["best"],
-                epochs_run=epoch, stopped_early=stopped_early)
+                epochs_run=position["epoch"], stopped_early=stopped_early)
   (out / "metrics.json").write_text(json.dumps(report, indent=2))
   if position["history"]:
     _plot(position["history"], out / "curves.png")
   return best_ts, report
+
+
+def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="out", val_fraction=0.1,
+        patience=None, augment=None, normalize=None, label_smoothing=0.0, resume=False, checkpoint_every=None,
+        progress=True, max_steps=None):
+  """Train `model` on `data` and evaluate it: returns `(train_state, report)`.
+
+  Per epoch: one pass over the training split, shuffled by `(seed, epoch)`, in batches of
+  `batch_size` (the last partial batch dropped), through `make_steps`' `train_step`, with a tqdm
+  bar showing loss, accuracy and images/s; evaluation on the validation split (`val_fraction`
+  of the training set, fixed by `seed`; the test set where `val_fraction` is 0); a checkpoint
+  `out_dir/checkpoint.npz` (also every `checkpoint_every` steps within an epoch); the best
+  validation accuracy's state in `out_dir/best.npz`; early stopping once validation accuracy
+  has not improved for more than `patience` epochs; a line of metrics printed where `progress`.
+  At the end: the test metrics of the best epoch's state, `out_dir/metrics.json` (the report)
+  and `out_dir/curves.png` (loss and accuracy per epoch).
+
+  `resume=True` continues from `out_dir/checkpoint.npz` (mid-epoch included), or from the
+  previous checkpoint `checkpoint.prev.npz` where that one is missing or damaged (with a
+  warning), and reproduces the uninterrupted run bit for bit on CPU; with no checkpoint it
+  starts afresh. `max_steps` stops after that many training steps of this call (for tests and
+  benchmarks), with no evaluation, test metrics or files beyond the checkpoints written so far.
+
+  Args:
+    model: a funconv `Layer` mapping one example `data.x_train.shape[1:]` to `(num_classes,)`
+      logits.
+    data: a `funconv.data.DataSet`: `x_train` `(N, *example_shape)` float, `y_train` `(N,)`
+      integer labels, `x_test`, `y_test` alike, `num_classes` (e.g. `funconv.data.digits()`).
+    optimizer: an optax `GradientTransformation` (e.g. from `funconv.train.make_optimizer`).
+    epochs: the number of epochs, an int (default 10).
+    batch_size: the training and evaluation batch size (default 128).
+    seed: the seed of the initialisation, the validation split, the data order and the step
+      keys (default 0).
+    out_dir: the directory of the checkpoints, `metrics.json` and `curves.png` (default `"out"`,
+      created if missing).
+    val_fraction: the share of the training set held out for validation (default 0.1).
+    patience: early stopping's number of epochs without improvement (default None: never stop).
+    augment: as in `make_steps` (default None).
+    normalize: `(mean, std)` as in `make_steps` (default None).
+    label_smoothing: the training loss's label smoothing (default 0.0).
+    resume: continue from `out_dir`'s checkpoint (default False: start afresh, overwriting it).
+    checkpoint_every: also checkpoint every this many steps within an epoch (default None).
+    progress: show the progress bar and print a line per epoch (default True).
+    max_steps: stop after this many training steps (default None: no limit).
+
+  Returns:
+    `(train_state, report)`. `train_state` is the best epoch's `TrainState` (the last one with
+    `max_steps`). `report` is a dict: `history` (one dict per epoch: `epoch`, `train_loss`,
+    `train_accuracy`, `val_loss`, `val_accuracy`, `seconds`), `test_loss`, `test_accuracy`,
+    `test_top_k_accuracy` (top 5), `best_val_accuracy`, `epochs_run` and `stopped_early`, as in
+    `metrics.json`; with `max_steps` reached, only `history` and `stopped_at_step`.
+
+  Raises:
+    ValueError: `batch_size` is larger than the training split; with `resume`, the checkpoints
+      are damaged or hold another model's state.
+    FloatingPointError: the training loss became NaN or infinite, naming the step and the last
+      good checkpoint (left intact).
+
+  Example:
+    >>> import os, optax
+    >>> import funconv as fc
+    >>> data = fc.data.digits()                   # 1,438 training and 359 test 8x8x1 images, 10 classes
+    >>> net = fc.serial(fc.Flatten, fc.Dense(10))     # fc.models.small_cnn() reaches about 99% in 15 epochs
+    >>> ts, report = fc.train.fit(net, data, optax.adam(1e-2), epochs=2, out_dir="run", progress=False)
+    >>> int(ts.step), report["epochs_run"], report["stopped_early"]   # 10 steps of 128 per epoch
+    (20, 2, False)
+    >>> sorted(report["history"][0])
+    ['epoch', 'seconds', 'train_accuracy', 'train_loss', 'val_accuracy', 'val_loss']
+    >>> 0.5 < report["test_accuracy"] <= 1.0
+    True
+    >>> sorted(os.listdir("run"))                # and the previous versions of the checkpoints
+    ['best.npz', ...'checkpoint.npz', 'checkpoint.prev.npz', 'curves.png', 'metrics.json']
+    >>> fc.train.fit(net, data, optax.adam(1e-2), out_dir="quick", progress=False, max_steps=3)[1]
+    {'history': [], 'stopped_at_step': 3}
+
+    Resuming, here for a third epoch: `fc.train.fit(net, data, optax.adam(1e-2), epochs=3,
+    out_dir="run", resume=True)`.
+  """
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  ckpt_path, best_path = out / "checkpoint.npz", out / "best.npz"
+  train, (x_val, y_val) = _split(data, val_fraction, seed)
+  if num_batches(len(train[0]), batch_size) == 0:
+    raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(train[0])} examples)")
+  train_step, eval_step = make_steps(model, optimizer, augment=augment, normalize=normalize,
+                                     label_smoothing=label_smoothing)
+  ts = init_train_state(model, optimizer, train[0].shape[1:], seed)
+  position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
+  restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
+  if restored is not None:
+    ts, position = restored
+
+  stopped_early, steps_run = False, 0
+  while position["epoch"] < epochs and not stopped_early:
+    start = time.perf_counter()
+    ts, running, n = _train_epoch(train_step, ts, train, position, epochs=epochs, batch_size=batch_size, seed=seed,
+                                  ckpt_path=ckpt_path, checkpoint_every=checkpoint_every, progress=progress,
+                                  steps_left=None if max_steps is None else max_steps - steps_run)
+    steps_run += n
+    if max_steps is not None and steps_run >= max_steps:
+      return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
+    val = _evaluate(eval_step, ts, x_val, y_val, batch_size)
+    record = dict(epoch=position["epoch"] + 1, train_loss=running["loss"] / running["count"],
+                  train_accuracy=running["correct"] / running["count"], val_loss=val["loss"],
+                  val_accuracy=val["accuracy"], seconds=time.perf_counter() - start)
+    position, stopped_early = _early_stopping(position, record, ts, best_path, patience)
+    checkpoint.save(ckpt_path, ts, position)
+    if progress:
+      print(f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
+            f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)", flush=True)
+  return _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_path)

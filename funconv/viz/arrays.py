@@ -3,6 +3,14 @@ receptive fields. Nothing here draws; `funconv.viz.plot` does, from these.
 
 Models are applied to one example (no batch axis) in evaluation mode (`train=False`), and intermediate outputs
 come from `funconv.capture`, so any model built with the combinators works as it is, by layer path.
+
+`CONV_TYPES` (a tuple, so without a docstring of its own) is `("Conv", "ConvTranspose", "DepthwiseConv")`: the
+layer types, as `funconv.summary` names them, that `conv_layers` and `activation_maps` count as convolutions.
+
+Example:
+  >>> import funconv as fc
+  >>> fc.viz.CONV_TYPES
+  ('Conv', 'ConvTranspose', 'DepthwiseConv')
 """
 import functools
 from typing import NamedTuple
@@ -12,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funconv import ops
-from funconv.inspect import capture, receptive_field, summary
+from funconv.introspect import capture, receptive_field, summary
 from funconv.layers.base import UNKNOWN, check_layer
 from funconv.ops.shapes import check_inexact, positive_int
 
@@ -20,15 +28,42 @@ CONV_TYPES = ("Conv", "ConvTranspose", "DepthwiseConv")
 
 
 class FilterGrid(NamedTuple):
-  """`filter_grid`'s result: `tiles` to draw, the symmetric value range `(-vmax, vmax)` of their colour map, and
-  whether the tiles are RGB images."""
+  """`filter_grid`'s result: the tiles to draw, their colour range, and whether they are RGB images.
+
+  Attributes:
+    tiles: float32 NumPy array, `(C_out, kh, kw, 3)` RGB images in [0, 1] where `rgb`, else the raw weights
+      `(C_out, C_in, kh, kw)`.
+    vmax: `max|W|` over the whole kernel, a float: the symmetric colour range `(-vmax, vmax)` of raw tiles.
+    rgb: whether `tiles` are RGB images, a bool.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> grid = fc.viz.filter_grid(jnp.ones((3, 3, 2, 4)))
+    >>> grid.tiles.shape, grid.vmax, grid.rgb
+    ((4, 2, 3, 3), 1.0, False)
+  """
   tiles: np.ndarray
   vmax: float
   rgb: bool
 
 
 class Saliency(NamedTuple):
-  """`saliency`'s result: `map` `(*spatial,)`, the largest |gradient| over channels, and `gradient` (`x`'s shape)."""
+  """`saliency`'s result: the saliency map and the gradient it is taken from.
+
+  Attributes:
+    map: `(*spatial,)`, the largest |gradient| over channels, a JAX array in `x`'s dtype.
+    gradient: d score / d x, `x`'s shape `(*spatial, C)`, a JAX array.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Flatten, fc.Dense(2))
+    >>> _, params, state = net.init(jax.random.key(0), (4, 4, 3))
+    >>> s = fc.viz.saliency(net, params, state, jnp.ones((4, 4, 3)), 1)
+    >>> s.map.shape, s.gradient.shape
+    ((4, 4), (4, 4, 3))
+  """
   map: jax.Array
   gradient: jax.Array
 
@@ -48,10 +83,19 @@ def filter_grid(W, rgb=None):
     raw weights, for a diverging colour map over `(-vmax, vmax)`, `vmax = max|W|` over the whole kernel so that
     tiles compare. float32 NumPy arrays.
 
+  Raises:
+    TypeError: `W` is a tuple (a layer's whole params) or not floating.
+    ValueError: `W` is not 3-D or 4-D, or has an empty axis; `rgb=True` without 3 input channels.
+
   Example:
-    >>> _, (W, b), _ = Conv(16, (5, 5)).init(jax.random.key(0), (32, 32, 3))
-    >>> filter_grid(W).tiles.shape
-    (16, 5, 5, 3)
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> _, (W, b), _ = fc.Conv(16, (5, 5)).init(jax.random.key(0), (32, 32, 3))
+    >>> grid = fc.viz.filter_grid(W)                         # 3 input channels: RGB tiles
+    >>> grid.tiles.shape, grid.rgb, float(grid.tiles.min()) >= 0.0
+    ((16, 5, 5, 3), True, True)
+    >>> fc.viz.filter_grid(W, rgb=False).tiles.shape         # one tile per filter and input channel
+    (16, 3, 5, 5)
   """
   if isinstance(W, tuple):
     raise TypeError(f"filter_grid: W must be a kernel array, got a tuple of {len(W)} (a layer's params (W, b)? "
@@ -79,12 +123,25 @@ def _rows(model, input_shape, op):
 
 
 def conv_layers(model, input_shape):
-  """The paths of `model`'s convolutions (`Conv`, `ConvTranspose`, `DepthwiseConv`) in the order they run, for an
-  input of `input_shape` (one example): the layers `activation_maps` shows by default, and what its integer
-  indices count.
+  """The paths of `model`'s convolutions (`Conv`, `ConvTranspose`, `DepthwiseConv`: `CONV_TYPES`) in the order
+  they run, for an input of `input_shape` (one example): the layers `activation_maps` shows by default, and
+  what its integer indices count.
+
+  Args:
+    model: a `Layer`.
+    input_shape: one example's shape `(*spatial, C)`.
+
+  Returns:
+    A list of paths (strings), as `funconv.summary` shows them.
+
+  Raises:
+    TypeError: `model` is not a `Layer`.
+    ValueError: `input_shape` does not fit the model (from its `init`).
 
   Example:
-    >>> conv_layers(serial(Conv(8, 3), Relu, named("head", Conv(4, 3))), (28, 28, 1))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> fc.viz.conv_layers(fc.serial(fc.Conv(8, 3), fc.Relu, fc.named("head", fc.Conv(4, 3))), (28, 28, 1))
     ['0', 'head']
   """
   return [row["name"] for row in _rows(model, input_shape, "conv_layers") if row["type"] in CONV_TYPES]
@@ -110,7 +167,8 @@ def activation_maps(model, params, state, x, layers=None):
   Args:
     model: any funconv layer (built with `serial`, `parallel`, `named`, ...); it is not rebuilt: outputs come
       from `funconv.capture`.
-    params, state: the model's, from its `init`.
+    params: the model's params, from its `init`.
+    state: the model's state, from its `init`.
     x: one example `(*spatial, C)`, no batch axis. The model runs with `train=False`.
     layers: None (default) for every convolution (`conv_layers(model, x.shape)`); or a path, an int, or a list
       of them: paths as `summary` shows them (any layer, not only convolutions: `"3/1"`, `"stage1/block0"`),
@@ -118,13 +176,22 @@ def activation_maps(model, params, state, x, layers=None):
 
   Returns:
     A dict `{path: activation}` in the order asked (by default, the order the convolutions run), each
-    activation that layer's output for `x`, `(*spatial', C')`.
+    activation that layer's output for `x`, `(*spatial', C')`, a JAX array.
+
+  Raises:
+    TypeError: `model` is not a `Layer`; `x` is not floating; `layers` is not a path, an int or a list of them.
+    ValueError: `x` has fewer than 2 axes; an index out of range of the convolutions; a path the model does not
+      have.
 
   Example:
-    >>> net = serial(Conv(4, 3), Relu, Conv(6, 3, strides=2))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Conv(6, 3, strides=2))
     >>> _, params, state = net.init(jax.random.key(0), (28, 28, 1))
-    >>> {p: a.shape for p, a in activation_maps(net, params, state, jnp.ones((28, 28, 1))).items()}
+    >>> {p: a.shape for p, a in fc.viz.activation_maps(net, params, state, jnp.ones((28, 28, 1))).items()}
     {'0': (26, 26, 4), '2': (12, 12, 6)}
+    >>> list(fc.viz.activation_maps(net, params, state, jnp.ones((28, 28, 1)), layers=["1", -1]))
+    ['1', '2']
   """
   op = "activation_maps"
   x = _check_example(x, op)
@@ -163,7 +230,18 @@ def classic_kernels():
     flat regions give 0.
 
   Applied as cross-correlation (`apply_kernel`, `funconv.ops.conv`), as deep learning does: `"sobel x"` is
-  positive where the image brightens to the right.
+  positive where the image brightens to the right. A new dict on every call.
+
+  Returns:
+    A dict `{name: kernel}`, each kernel a float32 NumPy array `(3, 3)`.
+
+  Example:
+    >>> import funconv as fc
+    >>> kernels = fc.viz.classic_kernels()
+    >>> list(kernels)
+    ['identity', 'box blur', 'gaussian blur', 'sharpen', 'laplacian', 'sobel x', 'sobel y']
+    >>> kernels["sobel x"].tolist(), kernels["sobel x"].dtype
+    ([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype('float32'))
   """
   binomial = np.array([1.0, 2.0, 1.0])
   laplacian = np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
@@ -185,9 +263,19 @@ def apply_kernel(image, kernel, padding="REFLECT"):
   which darkens borders). Returns `(H', W', C)` (`(H, W, C)` for `"REFLECT"` or `"SAME"`), unclipped, in the
   image's floating dtype. Jit-able.
 
+  Raises:
+    TypeError: `image` or `kernel` is not floating.
+    ValueError: `image` is not `(H, W, C)`; `kernel` is not a non-empty 2-D array; a padding the image
+      does not allow (see `funconv.ops.conv`).
+
   Example:
-    >>> image = sample_photograph(downscale=4)                       # (106, 160, 3)
-    >>> apply_kernel(image, classic_kernels()["sobel x"]).shape
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> edge = jnp.zeros((4, 6, 1)).at[:, 3:].set(1.0)              # dark left half, bright right half
+    >>> fc.viz.apply_kernel(edge, fc.viz.classic_kernels()["sobel x"])[0, :, 0].tolist()
+    [0.0, 0.0, 4.0, 4.0, 0.0, 0.0]
+    >>> image = fc.viz.sample_photograph(downscale=4)               # (106, 160, 3)
+    >>> fc.viz.apply_kernel(image, fc.viz.classic_kernels()["box blur"]).shape
     (106, 160, 3)
   """
   op = "apply_kernel"
@@ -216,11 +304,17 @@ def sample_photograph(index=0, downscale=1):
 
   Returns float32 `(427 // downscale, 640 // downscale, 3)` in `[0, 1]`: each pixel of the result the mean of a
   `downscale x downscale` block (a box filter, so no aliasing), the last rows and columns cropped where they do
-  not fill a block. A NumPy array.
+  not fill a block. A NumPy array. Needs scikit-learn (the photographs ship with it: nothing is downloaded).
+
+  Raises:
+    ValueError: `index` is not 0 or 1; `downscale` larger than the photograph.
+    TypeError: `downscale` is not an int (ValueError where it is below 1).
 
   Example:
-    >>> sample_photograph(1, downscale=4).shape
-    (106, 160, 3)
+    >>> import funconv as fc
+    >>> flower = fc.viz.sample_photograph(1, downscale=4)
+    >>> flower.shape, flower.dtype, 0.0 <= float(flower.min()) <= float(flower.max()) <= 1.0
+    ((106, 160, 3), dtype('float32'), True)
   """
   if isinstance(index, bool) or index not in (0, 1):
     raise ValueError(f"sample_photograph: index must be 0 (temple) or 1 (flower), got {index!r}")
@@ -243,7 +337,9 @@ def saliency(model, params, state, x, class_index):
   evaluation mode (`train=False`).
 
   Args:
-    model, params, state: a model whose output for one example is a vector of class scores `(num_classes,)`.
+    model: a model whose output for one example is a vector of class scores `(num_classes,)`.
+    params: its params.
+    state: its state.
     x: one example `(*spatial, C)`, no batch axis, floating.
     class_index: an int in `[0, num_classes)`.
 
@@ -251,11 +347,18 @@ def saliency(model, params, state, x, class_index):
     `Saliency(map, gradient)`: `gradient` d score / d x, `x`'s shape; `map` `(*spatial,)` its largest absolute
     value over channels. Zero at every pixel outside the receptive field of the score.
 
+  Raises:
+    TypeError: `model` is not a `Layer`; `x` is not floating; `class_index` is not an int.
+    ValueError: `x` has fewer than 2 axes; the model's output is not a vector; `class_index` out of range.
+
   Example:
-    >>> net = serial(Conv(8, 3), Relu, Flatten, Dense(10))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(8, 3), fc.Relu, fc.Flatten, fc.Dense(10))
     >>> _, params, state = net.init(jax.random.key(0), (28, 28, 1))
-    >>> saliency(net, params, state, jnp.ones((28, 28, 1)), 3).map.shape
-    (28, 28)
+    >>> s = fc.viz.saliency(net, params, state, jnp.ones((28, 28, 1)), 3)
+    >>> s.map.shape, s.gradient.shape
+    ((28, 28), (28, 28, 1))
   """
   op = "saliency"
   check_layer(model, op, "model")
@@ -300,7 +403,8 @@ def receptive_field_box(model, input_shape, layer, position):
   (`funconv.receptive_field`): per spatial axis `(first, last)`, inclusive, clipped to the input.
 
   Args:
-    model: the model; `input_shape` one example's `(*spatial, C)`.
+    model: the model, a `Layer`.
+    input_shape: one example's shape `(*spatial, C)`.
     layer: the layer's path, as `summary` shows it (`"2"`, `"stage1/block0/conv1"`).
     position: the unit's spatial index in that layer's output, one int per spatial axis (an int: the same on
       every axis).
@@ -310,8 +414,16 @@ def receptive_field_box(model, input_shape, layer, position):
     whole input. The field is an upper bound: zero padding, a ReLU at 0 or a max pool's choice can leave parts of
     it without influence (compare `measured_field`).
 
+  Raises:
+    TypeError: `model` is not a `Layer`; `position` is not an int or ints.
+    ValueError: the model has no layer `layer`; `position` outside the layer's output; a field that cannot be
+      known (after a `from_stax` layer).
+
   Example:
-    >>> receptive_field_box(serial(Conv(4, 3), Conv(4, 3, strides=2)), (32, 32, 1), "1", (0, 2))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2))
+    >>> fc.viz.receptive_field_box(net, (32, 32, 1), "1", (0, 2))    # 5x5 pixels: rows 0-4, columns 4-8
     ((0, 4), (4, 8))
   """
   op = "receptive_field_box"
@@ -323,9 +435,24 @@ def field_box(row, position, input_shape, op="field_box"):
   """`receptive_field_box` from one row of `funconv.receptive_field(model, input_shape)`: for many units or
   layers of one model, its geometry computed once.
 
+  Args:
+    row: a dict, one row of `funconv.receptive_field(model, input_shape)`.
+    position: the unit's spatial index in that layer's output, as in `receptive_field_box`.
+    input_shape: the `input_shape` the rows were computed for, `(*spatial, C)`.
+    op: the name used in error messages (default `"field_box"`).
+
+  Returns:
+    A tuple of `(first, last)` int pairs, one per spatial axis, as `receptive_field_box`.
+
+  Raises:
+    TypeError: `position` is not an int or ints.
+    ValueError: `position` outside the layer's output; an unknown field (after a `from_stax` layer).
+
   Example:
-    >>> net = serial(Conv(4, 3), Conv(4, 3, strides=2))
-    >>> [field_box(row, 0, (32, 32, 1)) for row in receptive_field(net, (32, 32, 1))]
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2))
+    >>> [fc.viz.field_box(row, 0, (32, 32, 1)) for row in fc.receptive_field(net, (32, 32, 1))]
     [((0, 2), (0, 2)), ((0, 4), (0, 4))]
   """
   spatial = tuple(input_shape)[:-1]
@@ -348,16 +475,31 @@ def measured_field(model, params, state, x, layer, position):
 
   Inside `receptive_field_box`, and equal to it where every path through the field carries gradient (a stack of
   "VALID" convolutions with non-zero weights); smaller where zero padding, a ReLU at 0 or a max pool's choice
-  blocks it. `x` is one example `(*spatial, C)`; `layer` and `position` as in `receptive_field_box`.
+  blocks it.
+
+  Args:
+    model: the model, a `Layer`.
+    params: its params.
+    state: its state.
+    x: one example `(*spatial, C)`, no batch axis, floating; the model runs with `train=False`.
+    layer: the layer's path, as in `receptive_field_box`.
+    position: the unit's spatial index in that layer's output, as in `receptive_field_box`.
 
   Returns:
     A boolean NumPy array `(*spatial,)`.
 
+  Raises:
+    TypeError: `model` is not a `Layer`; `x` is not floating; `position` is not an int or ints.
+    ValueError: the model has no layer `layer`, or its output is not one array; `position` outside it.
+
   Example:
-    >>> net = serial(Conv(4, 3), Conv(4, 3))
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3))
     >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
-    >>> np.argwhere(measured_field(net, params, state, jnp.ones((8, 8, 1)), "1", (0, 0)))[-1]
-    array([4, 4])
+    >>> mask = fc.viz.measured_field(net, params, state, jnp.ones((8, 8, 1)), "1", (0, 0))
+    >>> mask.shape, int(mask.sum())                         # the 5x5 corner: all of the box
+    ((8, 8), 25)
   """
   op = "measured_field"
   check_layer(model, op, "model")

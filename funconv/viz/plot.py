@@ -3,6 +3,7 @@
 Each `plot_*` function returns a `matplotlib.figure.Figure` (made without pyplot, so no window opens and any
 backend works; a notebook shows it) with a title and labelled panels, and saves it where `path` is given (the
 format from the suffix: `.png`, `.pdf`, `.svg`). Only 2-D images are drawn: `(H, W, C)` inputs and activations.
+Needs matplotlib.
 """
 import fractions
 import math
@@ -70,8 +71,34 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
   in a diverging colour map over the kernel's symmetric range (white is 0), with a colour bar. At most
   `max_filters` filters and `max_channels` input channels are drawn (the first ones; the title says so).
 
+  Args:
+    W: the kernel, a floating array (a `Conv` layer's `params[0]`).
+    rgb: draw each filter as one RGB image; None (default): where `C_in == 3`.
+    max_filters: the most filters drawn (default 32).
+    max_channels: the most input channels drawn per filter (default 8).
+    title: the figure's title (default: one saying what is drawn).
+    path: where given, the figure is saved there too (default None).
+
+  Returns:
+    The `matplotlib.figure.Figure`.
+
+  Raises:
+    TypeError: `W` is a tuple (a layer's whole params) or not floating (as `funconv.viz.filter_grid`).
+    ValueError: `W` is not a non-empty 3-D or 4-D kernel; `rgb=True` without 3 input channels.
+
   Example:
-    >>> plot_filters(params[0][0], path="conv1.png")
+    >>> import pathlib
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Conv(6, 3))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
+    >>> fig = fc.viz.plot_filters(params[0][0], path="conv1.png")           # 4 grey 3x3 filters
+    >>> len(fig.axes), pathlib.Path("conv1.png").exists()
+    (5, True)
+    >>> fig = fc.viz.plot_filters(params[2][0], max_filters=2, max_channels=3)   # 2 filters x 3 input channels
+    >>> type(fig).__name__
+    'Figure'
   """
   grid = filter_grid(W, rgb)
   window = "x".join(map(str, grid.tiles.shape[1:3] if grid.rgb else grid.tiles.shape[2:]))
@@ -133,8 +160,34 @@ def plot_activation_maps(maps, x=None, max_channels=8, title=None, path=None):
   A layer's panels share one colour scale, with its colour bar, so its channels compare; each row is labelled
   with the layer's path and output shape.
 
+  Args:
+    maps: a non-empty dict `{path: activation}`, each activation `(H', W', C')` (from `activation_maps`).
+    x: the input `(H, W, C)`, drawn on the left (RGB where `C == 3`, else the channel mean in grey); default
+      None: not drawn.
+    max_channels: the most channels drawn per layer (default 8).
+    title: the figure's title (default: one saying what is drawn).
+    path: where given, the figure is saved there too (default None).
+
+  Returns:
+    The `matplotlib.figure.Figure`.
+
+  Raises:
+    ValueError: `maps` is not a non-empty dict, or an activation is not `(H, W, C)`; `x` is not `(H, W, C)`.
+
   Example:
-    >>> plot_activation_maps(activation_maps(net, params, state, image), image, path="maps.png")
+    >>> import pathlib
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Conv(6, 3, strides=2))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
+    >>> image = jnp.asarray(fc.data.digits().x_train[0])                    # an 8x8 digit (8, 8, 1)
+    >>> maps = fc.viz.activation_maps(net, params, state, image)
+    >>> {path: a.shape for path, a in maps.items()}
+    {'0': (6, 6, 4), '2': (2, 2, 6)}
+    >>> fig = fc.viz.plot_activation_maps(maps, image, max_channels=2, path="maps.png")
+    >>> pathlib.Path("maps.png").exists()
+    True
   """
   op = "plot_activation_maps"
   if not isinstance(maps, dict) or not maps:
@@ -197,8 +250,28 @@ def plot_classic_kernels(image=None, kernels=None, title=None, path=None):
   the response, averaged over channels, in a diverging colour map with a colour bar. Where both `"sobel x"` and
   `"sobel y"` are there, a last panel shows the gradient magnitude `sqrt(gx^2 + gy^2)`.
 
+  Args:
+    image: `(H, W, C)`, floating (default None: `sample_photograph(0, downscale=2)`, which needs scikit-learn).
+    kernels: a dict `{name: (kh, kw) kernel}` (default None: `classic_kernels()`).
+    title: the figure's title (default: one saying what is drawn).
+    path: where given, the figure is saved there too (default None).
+
+  Returns:
+    The `matplotlib.figure.Figure`.
+
+  Raises:
+    ValueError: `image` is not `(H, W, C)`; a kernel `apply_kernel` rejects.
+
   Example:
-    >>> plot_classic_kernels(path="kernels.png")
+    >>> import pathlib
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> edge = jnp.zeros((16, 16, 3)).at[:, 8:].set(1.0)                   # dark left, bright right
+    >>> sobel = {name: k for name, k in fc.viz.classic_kernels().items() if name.startswith("sobel")}
+    >>> fig = fc.viz.plot_classic_kernels(edge, sobel, path="kernels.png")
+    >>> [ax.get_title() for ax in fig.axes if ax.get_title()]
+    ['sobel x', 'sobel y', 'edge magnitude (Sobel)']
   """
   op = "plot_classic_kernels"
   image = sample_photograph(0, downscale=2) if image is None else np.asarray(image, np.float32)
@@ -236,9 +309,31 @@ def plot_saliency(x, saliency_map, class_index=None, title=None, path=None):
   """A saliency map next to its input: the input `x` `(H, W, C)`, the map `(H, W)` (or a `Saliency`) with a colour
   bar, and the map over a grey copy of the input.
 
+  Args:
+    x: the input `(H, W, C)`.
+    saliency_map: `(H, W)`, or a `Saliency` (from `saliency`).
+    class_index: the class the map is for, named in the title (default None).
+    title: the figure's title (default: one saying what is drawn).
+    path: where given, the figure is saved there too (default None).
+
+  Returns:
+    The `matplotlib.figure.Figure`.
+
+  Raises:
+    ValueError: `x` is not `(H, W, C)`; the map's shape is not `(H, W)`.
+
   Example:
-    >>> s = saliency(net, params, state, image, 3)
-    >>> plot_saliency(image, s, class_index=3, path="saliency.png")
+    >>> import pathlib
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Flatten, fc.Dense(10))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
+    >>> image = jnp.asarray(fc.data.digits().x_train[0])
+    >>> s = fc.viz.saliency(net, params, state, image, 3)
+    >>> fig = fc.viz.plot_saliency(image, s, class_index=3, path="saliency.png")
+    >>> [ax.get_title() for ax in fig.axes[:3]]
+    ['input', 'saliency', 'saliency over the input']
   """
   op = "plot_saliency"
   image, cmap = _image(x, "x", op)
@@ -267,12 +362,36 @@ def plot_receptive_field(x, box, mask=None, unit=None, title=None, path=None):
   """An output unit's receptive field on the input `x` `(H, W, C)`: the `box` from `receptive_field_box` as a
   rectangle and, where given, the `mask` from `measured_field` (pixels whose gradient is non-zero) shaded.
 
-  `unit` names the unit in the title, e.g. `("2", (3, 4))` for layer `"2"` at position `(3, 4)`.
+  Args:
+    x: the input `(H, W, C)`.
+    box: `((first_row, last_row), (first_col, last_col))`, inclusive (from `receptive_field_box`).
+    mask: a boolean `(H, W)` (from `measured_field`); default None: not drawn.
+    unit: `(layer, position)` naming the unit in the title, e.g. `("2", (3, 4))` for layer `"2"` at position
+      `(3, 4)`; default None.
+    title: the figure's title (default: one saying what is drawn).
+    path: where given, the figure is saved there too (default None).
+
+  Returns:
+    The `matplotlib.figure.Figure`.
+
+  Raises:
+    ValueError: `x` is not `(H, W, C)`; `box` is not two pairs; `mask`'s shape is not `(H, W)`.
 
   Example:
-    >>> box = receptive_field_box(net, image.shape, "2", (3, 4))
-    >>> mask = measured_field(net, params, state, image, "2", (3, 4))
-    >>> plot_receptive_field(image, box, mask, unit=("2", (3, 4)), path="field.png")
+    >>> import pathlib
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Conv(6, 3, strides=2))
+    >>> _, params, state = net.init(jax.random.key(0), (8, 8, 1))
+    >>> image = jnp.asarray(fc.data.digits().x_train[0])
+    >>> box = fc.viz.receptive_field_box(net, image.shape, "2", (1, 1))
+    >>> mask = fc.viz.measured_field(net, params, state, image, "2", (1, 1))
+    >>> box
+    ((2, 6), (2, 6))
+    >>> fig = fc.viz.plot_receptive_field(image, box, mask, unit=("2", (1, 1)), path="field.png")
+    >>> fig.axes[0].get_title()
+    "Receptive field of unit (1, 1) of layer '2'"
   """
   op = "plot_receptive_field"
   image, cmap = _image(x, "x", op)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import funconv as fc
-from experiments.native import native_conv, native_conv_transpose
+from tests.oracle import native_conv, native_conv_transpose
 
 from funconv.ops import gather, plan, winograd
 

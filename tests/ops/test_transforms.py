@@ -3,7 +3,7 @@
 `fc.ops.conv` and `fc.ops.conv_transpose` are JAX primitives (DESIGN.md section 3), so `jvp`,
 `jacfwd`, `jacrev`, `hessian`, `linearize`, `linear_transpose`, `vmap` (any axes), their
 compositions, `checkpoint`, `scan` and `check_grads` all work on them and agree with the same
-transformation of `lax.conv_general_dilated` (experiments.native). The pools agree with
+transformation of `lax.conv_general_dilated` (tests.oracle). The pools agree with
 `lax.reduce_window`. Configurations are few and tiny: compilation dominates.
 """
 import dataclasses
@@ -19,7 +19,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 import funconv as fc
-from experiments.native import native_conv, native_conv_transpose
+from tests.oracle import native_conv, native_conv_transpose
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import funconv as fc
-from experiments.native import native_conv
+from tests.oracle import native_conv
 from funconv.ops import plan
 from tests.ops.test_conv import assert_close_with_grads, chunk_bytes
 

@@ -1,4 +1,4 @@
-"""XLA's native convolution with funconv's conventions: the tests' oracle and the benchmarks' baseline.
+"""XLA's native convolution with funconv's conventions: the tests' oracle, and the benchmarks' baseline.
 
 (Outside `funconv/`, which must never reach `lax.conv_general_dilated`.)
 """
@@ -27,6 +27,7 @@ def native_conv(x, w, strides=None, padding="VALID", dilation=None, groups=1):
 
 
 def native_conv_transpose(x, w, strides, padding, dilation):
+  """`funconv.ops.conv_transpose`'s semantics on `lax.conv_transpose`: `(*batch, *spatial, C)`."""
   rank = w.ndim - 2
   batch = x.shape[:x.ndim - rank - 1]
   x3 = x.reshape(-1, *x.shape[x.ndim - rank - 1:])
