@@ -26,7 +26,7 @@ def batched(apply, axis_name="batch"):
     TypeError: `apply` is not callable.
     ValueError: (from the returned function) `x` has a scalar, with no batch axis.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Dropout(0.5), fc.Flatten, fc.Dense(10))
@@ -69,7 +69,7 @@ def per_example_grads(loss_fn, argnums=0):
     `N`; `grads` has the structure of the differentiated argument(s), each leaf with a leading
     axis `N`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Flatten, fc.Dense(10))

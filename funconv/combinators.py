@@ -13,7 +13,7 @@ calling it, and documented here: it sums a non-empty list of same-shaped inputs,
 (*shape)`, in their result dtype; no params or state. Its `init` raises ValueError where the input shape is
 not a non-empty list (no `FanOut` before it) or the shapes differ.
 
-Example:
+Examples:
   >>> import jax, jax.numpy as jnp
   >>> import funconv as fc
   >>> fc.FanInSum.init(None, [(2,), (2,)])[0]
@@ -59,7 +59,7 @@ def named(name, layer):
     ValueError: `name` is empty, contains `/`, is all digits, or is not a string.
     TypeError: `layer` is not a `Layer`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.named("conv", fc.Conv(8, (3, 3))), fc.named("act", fc.Relu), fc.Flatten,
@@ -115,7 +115,7 @@ def serial(*layers, **named_layers):
     ValueError: two layers with the same name; in `apply`, params or state without one entry per
       layer.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(8, (3, 3)), fc.Relu, fc.Flatten, fc.Dense(10))
@@ -166,7 +166,7 @@ def parallel(*layers, **named_layers):
     ValueError: two layers with the same name; in `init` or `apply`, an input (shape), params or state
       that is not a list or tuple of one entry per layer.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.FanOut(2), fc.parallel(fc.Dense(3), fc.Identity), fc.FanInConcat())
@@ -224,7 +224,7 @@ def FanOut(num):
     TypeError: `num` is not an int.
     ValueError: `num < 1`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.FanOut(3).init(None, (4,))[0]
@@ -267,7 +267,19 @@ def _sum_apply(params, state, xs, *, key=None, train=False):
 
 
 FanInSum = _fan_in("FanInSum", _sum_shapes, _sum_apply)
-# FanInSum: sums a list of same-shaped inputs (documented in the module docstring).
+"""Sums a list (or tuple) of same-shaped inputs: `[(*shape), ...] -> (*shape)`; ends a `parallel`.
+
+A layer value (used without calling it). No params or state; a ValueError at `init` for inputs of different
+shapes. `residual(main, shortcut)` is `serial(FanOut(2), parallel(main, shortcut), FanInSum)`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.FanInSum.init(None, [(4,), (4,)])[0]
+  (4,)
+  >>> fc.FanInSum.apply((), (), [jnp.ones(2), jnp.full(2, 2.0)])[0].tolist()
+  [3.0, 3.0]
+"""
 
 
 def FanInConcat(axis=-1):
@@ -288,7 +300,7 @@ def FanInConcat(axis=-1):
     ValueError: in `init`, an input shape that is not a non-empty list, `axis` out of range, or shapes that
       differ elsewhere than along `axis`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.FanInConcat().init(None, [(8, 8, 16), (8, 8, 32)])[0]
@@ -333,7 +345,7 @@ def shape_dependent(make_layer):
     TypeError: `make_layer` is not callable; (in `init` or `apply`) it returns something that is not a
       `Layer`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> to4 = fc.shape_dependent(lambda shape: fc.Identity if shape[-1] == 4 else fc.Dense(4))
@@ -376,7 +388,7 @@ def residual(main, shortcut=Identity):
     TypeError: `main` or `shortcut` is not a `Layer`.
     ValueError: in `init`, `main` and `shortcut` give different output shapes.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> block = fc.residual(fc.serial(fc.Conv(8, 3, padding="SAME"), fc.Relu))

@@ -22,7 +22,7 @@ def random_crop(key, image, padding):
   Returns:
     `(H, W, C)` in `image`'s dtype.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> image = jnp.ones((32, 32, 3))
@@ -46,7 +46,7 @@ def random_flip(key, image):
   Returns:
     `(H, W, C)` in `image`'s dtype: `image` or `image[:, ::-1, :]`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> image = jnp.arange(3.0).reshape(1, 3, 1)
@@ -71,7 +71,7 @@ def normalize(image, mean, std):
   Raises:
     ValueError: `mean` or `std` does not broadcast to `image`'s shape (from `jnp.broadcast_to`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> y = fc.data.normalize(jnp.ones((2, 32, 32, 3)), jnp.array([0.5, 0.25, 0.0]), 0.5)
@@ -96,7 +96,7 @@ def augmenter(crop_padding=0, flip=False):
   Returns:
     A jit-able function `(key, images) -> images`, `(N, H, W, C)` in and out, dtype kept.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> augment = fc.data.augmenter(crop_padding=4, flip=True)

@@ -53,7 +53,7 @@ def sha256_of(path) -> str:
   Raises:
     OSError: the file cannot be read (`FileNotFoundError` where it is missing).
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import funconv as fc
     >>> _ = pathlib.Path("hello.txt").write_bytes(b"hello")
@@ -89,7 +89,7 @@ def download(url: str, path, sha256: str, timeout: float = 60.0) -> pathlib.Path
       error; a network failure or timeout (the `.part` is kept for the next call to resume). The
       message names the URL and the destination.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import funconv as fc
     >>> source = pathlib.Path("source.bin"); _ = source.write_bytes(b"funconv")
@@ -152,7 +152,7 @@ def fetch(name: str, data_dir) -> list[pathlib.Path]:
     ValueError: an unknown `name`.
     OSError: a download failed or a file's SHA-256 differs (see `download`).
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.data.fetch("imagenet", "data")
     Traceback (most recent call last):

@@ -20,7 +20,7 @@ def epoch_order(num_examples, seed, epoch, shuffle=True):
   Returns:
     An int64 NumPy array `(N,)`, a permutation of `range(N)`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> order = fc.data.epoch_order(5, seed=0, epoch=3)
     >>> sorted(order.tolist()), order.tolist() == fc.data.epoch_order(5, seed=0, epoch=3).tolist()
@@ -45,7 +45,7 @@ def num_batches(num_examples, batch_size, drop_remainder=True):
   Returns:
     An int.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.data.num_batches(10, 4), fc.data.num_batches(10, 4, drop_remainder=False)
     (2, 3)
@@ -76,7 +76,7 @@ def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=T
   Raises:
     ValueError: (on the first `next`) `x` and `y` of different lengths, or `batch_size < 1`.
 
-  Example:
+  Examples:
     >>> import numpy as np
     >>> import funconv as fc
     >>> x, y = np.zeros((10, 8, 8, 1), np.float32), np.arange(10)

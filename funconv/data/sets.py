@@ -30,7 +30,7 @@ class DataSet(NamedTuple):
     y_test: int32 labels `(N_test,)`.
     num_classes: the number of classes, an int.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> data = fc.data.digits()
     >>> data.x_train.shape, data.x_train.dtype, data.y_train.dtype, data.num_classes
@@ -58,7 +58,7 @@ def digits(seed=0, test_fraction=0.2):
   Returns:
     A `DataSet`: images `(N, 8, 8, 1)` float32 in [0, 1], int32 labels, `num_classes` 10.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> data = fc.data.digits()
     >>> data.x_train.shape, data.x_test.shape, float(data.x_train.max())
@@ -91,7 +91,7 @@ def read_idx(path):
     ValueError: a truncated or corrupted gzip file, a bad magic number or type code, a truncated header,
       or fewer or more values than the declared shape.
 
-  Example:
+  Examples:
     >>> import gzip, pathlib
     >>> import numpy as np
     >>> import funconv as fc
@@ -173,7 +173,7 @@ def idx_dataset(data_dir, name="mnist"):
       match (not `(N, H, W)` and `(N,)`) or labels outside [0, 10).
     FileNotFoundError: a file is missing (the message says where to place it).
 
-  Example:
+  Examples:
     >>> import gzip, pathlib
     >>> import numpy as np
     >>> import funconv as fc
@@ -243,7 +243,7 @@ def cifar10(data_dir):
     FileNotFoundError: a batch file is missing (the message says where to place it).
     ValueError: a corrupted archive or batch file, or labels outside [0, 10).
 
-  Example:
+  Examples:
     >>> import pathlib, pickle
     >>> import numpy as np
     >>> import funconv as fc
@@ -277,7 +277,7 @@ def cifar100(data_dir, label="fine"):
     ValueError: another `label`; a corrupted archive or file; labels outside `[0, num_classes)`.
     FileNotFoundError: a file is missing (the message says where to place it).
 
-  Example:
+  Examples:
     >>> import pathlib, pickle
     >>> import numpy as np
     >>> import funconv as fc
@@ -317,7 +317,7 @@ def load(name, data_dir=None, download=False):
     FileNotFoundError: a file is missing and `download` is False.
     OSError: a download failed.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.data.load("digits").x_test.shape
     (359, 8, 8, 1)

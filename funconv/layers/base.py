@@ -43,7 +43,7 @@ class Layer(NamedTuple):
   documented in their modules, `funconv.layers.core`, `funconv.layers.pool` and
   `funconv.combinators`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> out_shape, params, state = fc.Dense(3).init(jax.random.key(0), (5,))

@@ -2,28 +2,12 @@
 
 Each is a `funconv.Layer` for one example (`batched` maps it over a batch). Some are factories
 (`Dense(10)`, `Reshape(...)`, `Dropout(0.5)`, `elementwise(fn)`); the others are ready-made layer
-values, used without calling them (`serial(Conv(8, 3), Relu, Flatten)`). A layer value is a
-`Layer` namedtuple and cannot carry a docstring of its own (`help(funconv.Relu)` shows `Layer`'s),
-so they are documented here. None has params or state (`init` returns `()` for both) and none
-depends on `key` or `train`:
+values, used without calling them (`serial(Conv(8, 3), Relu, Flatten)`): `Flatten`, `Identity` and the
+activations `Relu`, `LeakyRelu`, `Elu`, `Selu`, `Gelu`, `Sigmoid`, `Tanh`, `Softplus`, `Softmax`, `LogSoftmax`,
+each documented by the docstring under its definition (`help(funconv.Relu)` shows `Layer`'s: a namedtuple
+instance has no docstring of its own). None has params or state, and none depends on `key` or `train`.
 
-- `Flatten`: each example to a vector, `(*shape) -> (prod(shape),)`, in row-major (C) order; a
-  scalar example becomes `(1,)`. It ends the spatial layout (`receptive_field` reports the whole
-  input after it).
-- `Identity`: returns its input, `(*shape) -> (*shape)`; `residual`'s default shortcut.
-- Activations, made with `elementwise`: shape-preserving, `(*shape) -> (*shape)`, in `x`'s dtype
-  for a floating `x`:
-
-  - `Relu`: `max(x, 0)` (`jax.nn.relu`).
-  - `LeakyRelu`: `x` where `x >= 0`, else `0.01 x` (`jax.nn.leaky_relu`, negative slope 0.01).
-  - `Elu`: `x` where `x > 0`, else `exp(x) - 1` (`jax.nn.elu`, alpha 1).
-  - `Selu`: `1.0507 * (x if x > 0 else 1.6733 (exp(x) - 1))` (`jax.nn.selu`).
-  - `Gelu`: `x Phi(x)` in `jax.nn.gelu`'s default tanh approximation (`approximate=True`).
-  - `Sigmoid`: `1 / (1 + exp(-x))`; `Tanh`: `tanh(x)`; `Softplus`: `log(1 + exp(x))`.
-  - `Softmax`, `LogSoftmax`: `jax.nn.softmax` / `jax.nn.log_softmax` over the last axis (the
-    features or classes of each position).
-
-Example:
+Examples:
   >>> import jax, jax.numpy as jnp
   >>> import funconv as fc
   >>> fc.Flatten.init(None, (7, 7, 64))[0]
@@ -70,7 +54,7 @@ def Dense(out_dim, W_init=None, b_init=None, *, use_bias=True, dtype=None, param
       `apply`, an integer or boolean `x`.
     ValueError: `out_dim < 1`; in `init`, an input shape `()`; in `apply`, `x.shape[-1] != in_dim`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> shape, (W, b), state = fc.Dense(10).init(jax.random.key(0), (784,))
@@ -110,7 +94,16 @@ def _flatten_apply(params, state, x, *, key=None, train=False):
 
 
 Flatten = layer("Flatten", _flatten_init, _flatten_apply, flattens=True)
-# Flatten: each example to a vector, `(*shape) -> (prod(shape),)` (documented in the module docstring).
+"""Each example to a vector: `(*shape) -> (prod(shape),)`, row-major (C) order; a scalar becomes `(1,)`.
+
+A layer value (used without calling it). No params or state. It ends the spatial layout: `receptive_field`
+reports the whole input after it.
+
+Examples:
+  >>> import funconv as fc
+  >>> fc.Flatten.init(None, (7, 7, 64))[0]
+  (3136,)
+"""
 
 
 def Reshape(shape):
@@ -129,7 +122,7 @@ def Reshape(shape):
     ValueError: `shape` is not a tuple or list, has two -1 entries or an entry below 1 (other than
       -1); in `init`, an input shape with a different number of elements.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.Reshape((-1, 4)).init(None, (2, 2, 4))[0]
@@ -165,7 +158,14 @@ def _identity_apply(params, state, x, *, key=None, train=False):
 
 
 Identity = layer("Identity", _identity_init, _identity_apply)
-# Identity: returns its input (documented in the module docstring).
+"""Returns its input: `(*shape) -> (*shape)`. A layer value; `residual`'s default shortcut. No params or state.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.Identity.apply((), (), jnp.ones(3))[0].tolist()
+  [1.0, 1.0, 1.0]
+"""
 
 
 def elementwise(fn, name=None, **fn_kwargs):
@@ -186,7 +186,7 @@ def elementwise(fn, name=None, **fn_kwargs):
   Raises:
     TypeError: `fn` is not callable.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> Swish = fc.elementwise(jax.nn.swish)
@@ -207,15 +207,138 @@ def elementwise(fn, name=None, **fn_kwargs):
 
 
 Relu = elementwise(jax.nn.relu, "Relu")
-LeakyRelu = elementwise(jax.nn.leaky_relu, "LeakyRelu")   # negative slope 0.01
+"""`max(x, 0)` elementwise (`jax.nn.relu`): `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Relu)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Relu.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [0.0, 0.0, 2.0]
+"""
+LeakyRelu = elementwise(jax.nn.leaky_relu, "LeakyRelu")
+"""`x` where `x >= 0`, else `0.01 x` (`jax.nn.leaky_relu`, negative slope 0.01): `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), LeakyRelu)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.LeakyRelu.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-0.01, 0.0, 2.0]
+"""
 Elu = elementwise(jax.nn.elu, "Elu")
+"""`x` where `x > 0`, else `exp(x) - 1` (`jax.nn.elu`, alpha 1): `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Elu)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Elu.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-0.632, 0.0, 2.0]
+"""
 Selu = elementwise(jax.nn.selu, "Selu")
+"""`1.0507 x` where `x > 0`, else `1.0507 * 1.6733 (exp(x) - 1)` (`jax.nn.selu`):
+`(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Selu)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Selu.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-1.111, 0.0, 2.101]
+"""
 Gelu = elementwise(jax.nn.gelu, "Gelu")
+"""`x Phi(x)`, in `jax.nn.gelu`'s default tanh approximation: `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Gelu)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Gelu.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-0.159, 0.0, 1.955]
+"""
 Sigmoid = elementwise(jax.nn.sigmoid, "Sigmoid")
+"""`1 / (1 + exp(-x))` elementwise (`jax.nn.sigmoid`): `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Sigmoid)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Sigmoid.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [0.269, 0.5, 0.881]
+"""
 Tanh = elementwise(jnp.tanh, "Tanh")
+"""`tanh(x)` elementwise: `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Tanh)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Tanh.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-0.762, 0.0, 0.964]
+"""
 Softplus = elementwise(jax.nn.softplus, "Softplus")
+"""`log(1 + exp(x))` elementwise (`jax.nn.softplus`), a smooth ReLU: `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Softplus)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Softplus.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [0.313, 0.693, 2.127]
+"""
 Softmax = elementwise(jax.nn.softmax, "Softmax", axis=-1)
+"""`exp(x) / sum(exp(x))` over the last axis (`jax.nn.softmax`): each position's features become
+probabilities: `(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), Softmax)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.Softmax.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [0.042, 0.114, 0.844]
+"""
 LogSoftmax = elementwise(jax.nn.log_softmax, "LogSoftmax", axis=-1)
+"""`x - logsumexp(x)` over the last axis (`jax.nn.log_softmax`): log-probabilities, computed stably:
+`(*shape) -> (*shape)`, in `x`'s dtype.
+
+A layer value (used without calling it, as in `serial(Conv(8, 3), LogSoftmax)`), made with `elementwise`; no params or
+state; ignores `key` and `train`.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> y, state = fc.LogSoftmax.apply((), (), jnp.array([-1.0, 0.0, 2.0]))
+  >>> [round(v, 3) for v in y.tolist()]
+  [-3.17, -2.17, -0.17]
+"""
 
 
 def Dropout(rate):
@@ -238,7 +361,7 @@ def Dropout(rate):
     TypeError: `rate` is not a number.
     ValueError: `rate` outside [0, 1] or NaN; in `apply`, `train=True` with `rate > 0` and no `key`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> x = jnp.ones(8)

@@ -70,7 +70,7 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
     ValueError: `momentum` outside [0, 1] or `epsilon < 0`; in `init`, an input shape `()`; in
       `apply`, `train=True` where `axis_name` is not bound (not under `batched` or `vmap`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(8, 3), fc.BatchNorm(), fc.Relu)
@@ -149,7 +149,7 @@ def LayerNorm(epsilon=1e-5, center=True, scale=True, *, dtype=None, param_dtype=
       `apply`, an integer or boolean `x`.
     ValueError: `epsilon < 0`; in `init`, an input shape `()`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> ln = fc.LayerNorm()
@@ -201,7 +201,7 @@ def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=Non
     ValueError: `num_groups < 1` or `epsilon < 0`; in `init`, an input shape `()` or `C` not
       divisible by `num_groups`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(64, 3), fc.GroupNorm(num_groups=32), fc.Relu)

@@ -1,19 +1,10 @@
 """Pooling layers over `funconv.ops` pooling: `(*spatial, C) -> (*out_spatial, C)` for one example.
 
 `MaxPool`, `AvgPool`, `SumPool`, `L2Pool` and `AdaptiveAvgPool` are factories. `GlobalAvgPool` and
-`GlobalMaxPool` are layer values (`Layer` namedtuples, which cannot carry docstrings of their own),
-used without calling them, and documented here:
+`GlobalMaxPool` are layer values, used without calling them, each documented by the docstring under its
+definition.
 
-- `GlobalAvgPool`: the mean over all spatial positions, `(*spatial, C) -> (C,)`, any number (>= 1)
-  of spatial axes (`funconv.ops.global_avg_pool`).
-- `GlobalMaxPool`: the maximum over all spatial positions, `(*spatial, C) -> (C,)`
-  (`funconv.ops.global_max_pool`).
-
-Both have no params or state, return `x`'s dtype (floating inputs only: TypeError otherwise), raise
-ValueError at `init` for an input shape with no spatial axis, and end the spatial layout
-(`receptive_field` reports the whole input after them).
-
-Example:
+Examples:
   >>> import jax, jax.numpy as jnp
   >>> import funconv as fc
   >>> fc.GlobalAvgPool.init(None, (7, 7, 512))[0]
@@ -70,7 +61,7 @@ def MaxPool(window_shape, strides=None, padding="VALID"):
       input with a different number of spatial axes (or none), an unknown padding, or a window
       larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.MaxPool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
@@ -107,7 +98,7 @@ def AvgPool(window_shape, strides=None, padding="VALID", count_include_pad=True)
       input with a different number of spatial axes (or none), an unknown padding, or a window
       larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.AvgPool((3, 3), strides=(2, 2), padding="SAME").init(None, (32, 32, 8))[0]
@@ -140,7 +131,7 @@ def SumPool(window_shape, strides=None, padding="VALID"):
       input with a different number of spatial axes (or none), an unknown padding, or a window
       larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.SumPool((2,), strides=(2,)).init(None, (100, 4))[0]
@@ -172,7 +163,7 @@ def L2Pool(window_shape, strides=None, padding="VALID"):
       input with a different number of spatial axes (or none), an unknown padding, or a window
       larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.L2Pool((2, 2), strides=(2, 2)).init(None, (28, 28, 16))[0]
@@ -196,9 +187,33 @@ def _global(name, op):
 
 
 GlobalAvgPool = _global("GlobalAvgPool", ops.global_avg_pool)
-# GlobalAvgPool: mean over all spatial positions, `(*spatial, C) -> (C,)` (documented in the module docstring).
+"""The mean over all spatial positions: `(*spatial, C) -> (C,)`, any number (>= 1) of spatial axes.
+
+A layer value (used without calling it); `funconv.ops.global_avg_pool`. No params or state; `x`'s dtype (floating only:
+TypeError otherwise); a ValueError at `init` for an input shape with no spatial axis. It ends the spatial layout.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.GlobalAvgPool.init(None, (7, 7, 512))[0]
+  (512,)
+  >>> fc.GlobalAvgPool.apply((), (), jnp.arange(16.0).reshape(4, 4, 1))[0].tolist()
+  [7.5]
+"""
 GlobalMaxPool = _global("GlobalMaxPool", ops.global_max_pool)
-# GlobalMaxPool: maximum over all spatial positions, `(*spatial, C) -> (C,)` (documented in the module docstring).
+"""The maximum over all spatial positions: `(*spatial, C) -> (C,)`, any number (>= 1) of spatial axes.
+
+A layer value (used without calling it); `funconv.ops.global_max_pool`. No params or state; `x`'s dtype (floating only:
+TypeError otherwise); a ValueError at `init` for an input shape with no spatial axis. It ends the spatial layout.
+
+Examples:
+  >>> import jax.numpy as jnp
+  >>> import funconv as fc
+  >>> fc.GlobalMaxPool.init(None, (7, 7, 512))[0]
+  (512,)
+  >>> fc.GlobalMaxPool.apply((), (), jnp.arange(16.0).reshape(4, 4, 1))[0].tolist()
+  [15.0]
+"""
 
 
 def AdaptiveAvgPool(output_size):
@@ -218,7 +233,7 @@ def AdaptiveAvgPool(output_size):
     ValueError: a size below 1; in `init`, an input with a different number of spatial axes (or
       none) or an empty spatial axis.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.AdaptiveAvgPool((6, 6)).init(None, (13, 13, 256))[0]

@@ -82,7 +82,7 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
       strides, dilations or padding pairs; an unknown padding or algorithm; a window larger than
       the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> x = jnp.ones((8, 28, 28, 1)); w = jnp.ones((3, 3, 1, 16))
@@ -133,7 +133,7 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
     ValueError: `w` has fewer than 3 axes or an empty window; `x`'s channels differ from
       `w.shape[-2]`; an unknown padding; padding that leaves no output.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.conv_transpose(jnp.ones((2, 16, 16, 8)), jnp.ones((4, 4, 8, 3)), strides=2, padding="SAME").shape

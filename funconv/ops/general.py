@@ -46,7 +46,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     ValueError: string padding with `lhs_dilation`; both group counts above 1; a group count that
       does not divide the channels, features or batch; wrong numbers of strides or dilations.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))        # NCHW, OIHW

@@ -74,7 +74,7 @@ def max_pool(x, window_shape, strides=None, padding="VALID"):
     ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
       than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.max_pool(jnp.ones((4, 28, 28, 8)), (2, 2), strides=(2, 2)).shape
@@ -111,7 +111,7 @@ def sum_pool(x, window_shape, strides=None, padding="VALID"):
     ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
       than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> x = jnp.arange(16.0).reshape(4, 4, 1)
@@ -148,7 +148,7 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
     ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
       than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.avg_pool(jnp.ones((5, 5, 1)), (3, 3), padding="SAME")[0, 0, 0]           # 4 ones / 9
@@ -191,7 +191,7 @@ def l2_pool(x, window_shape, strides=None, padding="VALID"):
     ValueError: a size below 1; `window_shape` and `strides` of different lengths; `x` with fewer
       than `rank + 1` axes; an unknown padding; a window larger than the padded input.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.l2_pool(jnp.full((2, 2, 1), 3.0), (2, 2))[..., 0].tolist()    # sqrt(4 * 3 ** 2)
@@ -228,7 +228,7 @@ def global_avg_pool(x, rank: int = 2):
     TypeError: `x` is not floating; `rank` is not an int.
     ValueError: `rank < 1`, or `x` has fewer than `rank + 1` axes.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.global_avg_pool(jnp.ones((8, 7, 7, 512))).shape
@@ -255,7 +255,7 @@ def global_max_pool(x, rank: int = 2):
     TypeError: `x` is not floating; `rank` is not an int.
     ValueError: `rank < 1`, or `x` has fewer than `rank + 1` axes.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.global_max_pool(jnp.ones((8, 7, 7, 512))).shape
@@ -296,7 +296,7 @@ def adaptive_avg_pool(x, output_size):
     TypeError: `x` is not floating; `output_size` is not an int or ints.
     ValueError: a size below 1; `x` with fewer than `rank + 1` axes or an empty spatial axis.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.ops.adaptive_avg_pool(jnp.ones((2, 13, 13, 256)), (6, 6)).shape

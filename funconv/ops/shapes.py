@@ -112,7 +112,7 @@ def dilate_size(size: int, dilation: int) -> int:
   Returns:
     An int.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.ops.dilate_size(3, 2)      # taps at 0, 2, 4
     5
@@ -143,7 +143,7 @@ def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[
     TypeError: `stride` or `dilation` is not an int.
     ValueError: `stride` or `dilation` is below 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.ops.conv_output_size(28, 5)                                   # (28 - 5) / 1 + 1
     24
@@ -199,7 +199,7 @@ def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], str
     ValueError: an unknown string; `"CAUSAL"` with a window that is not 1-D; `"REFLECT"` with a pad
       as large as the input; pairs that are not ints or not one per spatial axis.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.ops.resolve_padding("SAME", (28, 28), (3, 3), (2, 2), (1, 1), "conv")     # the odd pixel high
     (((0, 1), (0, 1)), 'constant')
@@ -264,7 +264,7 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
     ValueError: sizes below 1 (below 0 in `in_shape`); sequences of different lengths; an unknown
       padding (see `resolve_padding`).
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.ops.conv_output_shape((28, 28), (5, 5))
     (24, 24)
@@ -333,7 +333,7 @@ def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
   Raises:
     ValueError: any other string; pairs that are not one per spatial axis.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> pairs = fc.ops.transpose_padding((4, 4), (2, 2), (1, 1), "SAME")
     >>> pairs
@@ -376,7 +376,7 @@ def conv_transpose_output_shape(in_shape, window, strides, pairs, dilation) -> t
     A tuple of ints, one per spatial axis; below 1 where the padding leaves no output. Arguments
     are not checked.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.ops.conv_transpose_output_shape((3,), (2,), (2,), ((1, 1),), (1,))   # 2 * 2 + 1 + 2 - 1
     (6,)

@@ -23,7 +23,7 @@ def make_optimizer(name, lr, steps, weight_decay=5e-4, momentum=0.9, clip=None, 
   Raises:
     ValueError: an unknown `name` or `schedule`.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import funconv as fc
     >>> opt = fc.train.make_optimizer("sgd", lr=0.1, steps=100, clip=1.0)

@@ -8,7 +8,7 @@ evaluation mode, and looked into with `funconv.capture`: any model built with th
 `CONV_TYPES`, a tuple (so without a docstring of its own), is `("Conv", "ConvTranspose", "DepthwiseConv")`: the
 layer types that `conv_layers` and `activation_maps` count as convolutions.
 
-Example:
+Examples:
   >>> import pathlib
   >>> import matplotlib; matplotlib.use("Agg")
   >>> import jax, jax.numpy as jnp

@@ -7,7 +7,7 @@ come from `funconv.capture`, so any model built with the combinators works as it
 `CONV_TYPES` (a tuple, so without a docstring of its own) is `("Conv", "ConvTranspose", "DepthwiseConv")`: the
 layer types, as `funconv.summary` names them, that `conv_layers` and `activation_maps` count as convolutions.
 
-Example:
+Examples:
   >>> import funconv as fc
   >>> fc.viz.CONV_TYPES
   ('Conv', 'ConvTranspose', 'DepthwiseConv')
@@ -25,6 +25,13 @@ from funconv.layers.base import UNKNOWN, check_layer
 from funconv.ops.shapes import check_inexact, positive_int
 
 CONV_TYPES = ("Conv", "ConvTranspose", "DepthwiseConv")
+"""The layer types `conv_layers` and `activation_maps` take for convolutions (a `SeparableConv` is two of them).
+
+Examples:
+  >>> import funconv as fc
+  >>> "Conv" in fc.viz.CONV_TYPES
+  True
+"""
 
 
 class FilterGrid(NamedTuple):
@@ -36,7 +43,7 @@ class FilterGrid(NamedTuple):
     vmax: `max|W|` over the whole kernel, a float: the symmetric colour range `(-vmax, vmax)` of raw tiles.
     rgb: whether `tiles` are RGB images, a bool.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> grid = fc.viz.filter_grid(jnp.ones((3, 3, 2, 4)))
@@ -55,7 +62,7 @@ class Saliency(NamedTuple):
     map: `(*spatial,)`, the largest |gradient| over channels, a JAX array in `x`'s dtype.
     gradient: d score / d x, `x`'s shape `(*spatial, C)`, a JAX array.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Flatten, fc.Dense(2))
@@ -87,7 +94,7 @@ def filter_grid(W, rgb=None):
     TypeError: `W` is a tuple (a layer's whole params) or not floating.
     ValueError: `W` is not 3-D or 4-D, or has an empty axis; `rgb=True` without 3 input channels.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> _, (W, b), _ = fc.Conv(16, (5, 5)).init(jax.random.key(0), (32, 32, 3))
@@ -138,7 +145,7 @@ def conv_layers(model, input_shape):
     TypeError: `model` is not a `Layer`.
     ValueError: `input_shape` does not fit the model (from its `init`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> fc.viz.conv_layers(fc.serial(fc.Conv(8, 3), fc.Relu, fc.named("head", fc.Conv(4, 3))), (28, 28, 1))
@@ -183,7 +190,7 @@ def activation_maps(model, params, state, x, layers=None):
     ValueError: `x` has fewer than 2 axes; an index out of range of the convolutions; a path the model does not
       have.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Relu, fc.Conv(6, 3, strides=2))
@@ -235,7 +242,7 @@ def classic_kernels():
   Returns:
     A dict `{name: kernel}`, each kernel a float32 NumPy array `(3, 3)`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> kernels = fc.viz.classic_kernels()
     >>> list(kernels)
@@ -268,7 +275,7 @@ def apply_kernel(image, kernel, padding="REFLECT"):
     ValueError: `image` is not `(H, W, C)`; `kernel` is not a non-empty 2-D array; a padding the image
       does not allow (see `funconv.ops.conv`).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> edge = jnp.zeros((4, 6, 1)).at[:, 3:].set(1.0)              # dark left half, bright right half
@@ -310,7 +317,7 @@ def sample_photograph(index=0, downscale=1):
     ValueError: `index` is not 0 or 1; `downscale` larger than the photograph.
     TypeError: `downscale` is not an int (ValueError where it is below 1).
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> flower = fc.viz.sample_photograph(1, downscale=4)
     >>> flower.shape, flower.dtype, 0.0 <= float(flower.min()) <= float(flower.max()) <= 1.0
@@ -351,7 +358,7 @@ def saliency(model, params, state, x, class_index):
     TypeError: `model` is not a `Layer`; `x` is not floating; `class_index` is not an int.
     ValueError: `x` has fewer than 2 axes; the model's output is not a vector; `class_index` out of range.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(8, 3), fc.Relu, fc.Flatten, fc.Dense(10))
@@ -419,7 +426,7 @@ def receptive_field_box(model, input_shape, layer, position):
     ValueError: the model has no layer `layer`; `position` outside the layer's output; a field that cannot be
       known (after a `from_stax` layer).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2))
@@ -448,7 +455,7 @@ def field_box(row, position, input_shape, op="field_box"):
     TypeError: `position` is not an int or ints.
     ValueError: `position` outside the layer's output; an unknown field (after a `from_stax` layer).
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2))
@@ -492,7 +499,7 @@ def measured_field(model, params, state, x, layer, position):
     TypeError: `model` is not a `Layer`; `x` is not floating; `position` is not an int or ints.
     ValueError: the model has no layer `layer`, or its output is not one array; `position` outside it.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3))

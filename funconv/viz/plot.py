@@ -86,7 +86,7 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
     TypeError: `W` is a tuple (a layer's whole params) or not floating (as `funconv.viz.filter_grid`).
     ValueError: `W` is not a non-empty 3-D or 4-D kernel; `rgb=True` without 3 input channels.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import jax, jax.numpy as jnp
@@ -174,7 +174,7 @@ def plot_activation_maps(maps, x=None, max_channels=8, title=None, path=None):
   Raises:
     ValueError: `maps` is not a non-empty dict, or an activation is not `(H, W, C)`; `x` is not `(H, W, C)`.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import jax, jax.numpy as jnp
@@ -262,7 +262,7 @@ def plot_classic_kernels(image=None, kernels=None, title=None, path=None):
   Raises:
     ValueError: `image` is not `(H, W, C)`; a kernel `apply_kernel` rejects.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import jax, jax.numpy as jnp
@@ -322,7 +322,7 @@ def plot_saliency(x, saliency_map, class_index=None, title=None, path=None):
   Raises:
     ValueError: `x` is not `(H, W, C)`; the map's shape is not `(H, W)`.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import jax, jax.numpy as jnp
@@ -377,7 +377,7 @@ def plot_receptive_field(x, box, mask=None, unit=None, title=None, path=None):
   Raises:
     ValueError: `x` is not `(H, W, C)`; `box` is not two pairs; `mask`'s shape is not `(H, W)`.
 
-  Example:
+  Examples:
     >>> import pathlib
     >>> import matplotlib; matplotlib.use("Agg")
     >>> import jax, jax.numpy as jnp
