@@ -19,6 +19,7 @@ Each written four ways:
 
     python experiments/bench_batched.py [--batch 128] [--reps 15]
 """
+
 import argparse
 import json
 import pathlib
@@ -51,9 +52,18 @@ conv_custom_vjp.defvjp(_conv_fwd, _conv_bwd)
 
 
 def network():
-  return fc.serial(fc.Conv(16, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
-                   fc.Conv(32, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
-                   fc.Flatten, fc.Dense(10))
+  return fc.serial(
+    fc.Conv(16, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.Conv(32, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.Flatten,
+    fc.Dense(10),
+  )
 
 
 def by_hand(conv, batch_mean, params, state, x, train):
@@ -76,15 +86,19 @@ def by_hand(conv, batch_mean, params, state, x, train):
 
 
 def variants(net):
-  batch_aware = lambda p, s, x, train: by_hand(lambda h, w: fc.ops.conv(h, w, padding="SAME"),
-                                               lambda v: jnp.mean(v, axis=0), p, s, x, train)
+  batch_aware = lambda p, s, x, train: by_hand(
+    lambda h, w: fc.ops.conv(h, w, padding="SAME"), lambda v: jnp.mean(v, axis=0), p, s, x, train
+  )
   one_example = lambda p, s, x, train: by_hand(conv_custom_vjp, lambda v: lax.pmean(v, "batch"), p, s, x, train)
-  per_example = lambda apply: lambda p, s, x, train: jax.vmap(
-      lambda x: apply(p, s, x, train=train), out_axes=(0, None), axis_name="batch")(x)
-  return {"batch-aware ops": batch_aware,
-          "fc.batched layers": lambda p, s, x, train: fc.batched(net.apply)(p, s, x, train=train),
-          "jax.vmap layers": per_example(net.apply),
-          "vmap, custom_vjp conv": per_example(lambda p, s, x, train: one_example(p, s, x, train))}
+  per_example = lambda apply: (
+    lambda p, s, x, train: jax.vmap(lambda x: apply(p, s, x, train=train), out_axes=(0, None), axis_name="batch")(x)
+  )
+  return {
+    "batch-aware ops": batch_aware,
+    "fc.batched layers": lambda p, s, x, train: fc.batched(net.apply)(p, s, x, train=train),
+    "jax.vmap layers": per_example(net.apply),
+    "vmap, custom_vjp conv": per_example(lambda p, s, x, train: one_example(p, s, x, train)),
+  }
 
 
 def workloads(forward):
@@ -98,6 +112,7 @@ def workloads(forward):
     def loss(p):
       logits, new_state = forward(p, state, x, True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new_state
+
     grads, new_state = jax.grad(loss, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), new_state, opt_state
@@ -121,7 +136,7 @@ def main():
   opt_state = next(iter(steps.values()))[2].init(params)
   arguments = (params, state, opt_state, x, labels)
   reference = steps["batch-aware ops"][1](*arguments)
-  for name, (_, train_step, _) in steps.items():   # every variant is the same computation
+  for name, (_, train_step, _) in steps.items():  # every variant is the same computation
     for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(train_step(*arguments))):
       assert jnp.allclose(a, b, rtol=1e-3, atol=1e-4), name
   results = {}
@@ -134,8 +149,9 @@ def main():
       print(f"| {workload} | {n} | {t * 1e3:.2f} | {t / times[0]:.3f} |")
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(dict(batch=args.batch, reps=args.reps, backend=jax.default_backend(),
-                                 results=results), indent=2))
+  out.write_text(
+    json.dumps(dict(batch=args.batch, reps=args.reps, backend=jax.default_backend(), results=results), indent=2)
+  )
   print(f"\nwrote {out}")
 
 

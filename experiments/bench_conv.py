@@ -10,6 +10,7 @@ measured in the same run, and writes it to experiments/results/bench_conv.json.
     python experiments/bench_conv.py            # all 15 rows
     python experiments/bench_conv.py --quick    # a subset, under a minute
 """
+
 import argparse
 import json
 import math
@@ -26,21 +27,21 @@ import funconv as fc
 
 # (input shape, window, C_out, stride, padding, groups, dilation, transpose)
 ROWS = {
-    1: ((128, 32, 32, 3), (3, 3), 16, 1, "SAME", 1, 1, False),
-    2: ((128, 32, 32, 16), (3, 3), 16, 1, "SAME", 1, 1, False),
-    3: ((128, 16, 16, 32), (3, 3), 32, 1, "SAME", 1, 1, False),
-    4: ((128, 8, 8, 64), (3, 3), 64, 1, "SAME", 1, 1, False),
-    5: ((64, 56, 56, 64), (3, 3), 64, 1, "SAME", 1, 1, False),
-    6: ((64, 28, 28, 128), (3, 3), 128, 2, "SAME", 1, 1, False),
-    7: ((128, 28, 28, 1), (5, 5), 6, 1, "VALID", 1, 1, False),
-    8: ((64, 56, 56, 64), (1, 1), 256, 1, "VALID", 1, 1, False),
-    9: ((128, 32, 32, 32), (3, 3), 32, 1, "SAME", 32, 1, False),
-    10: ((64, 32, 32, 32), (3, 3), 32, 1, "SAME", 1, 2, False),
-    11: ((64, 1024, 32), (7,), 64, 1, "SAME", 1, 1, False),
-    12: ((8, 16, 32, 32, 16), (3, 3, 3), 32, 1, "SAME", 1, 1, False),
-    13: ((64, 256, 64), (4,), 32, 2, "SAME", 1, 1, True),
-    14: ((32, 16, 16, 64), (4, 4), 32, 2, "SAME", 1, 1, True),
-    15: ((4, 8, 16, 16, 32), (3, 3, 3), 16, 2, "SAME", 1, 1, True),
+  1: ((128, 32, 32, 3), (3, 3), 16, 1, "SAME", 1, 1, False),
+  2: ((128, 32, 32, 16), (3, 3), 16, 1, "SAME", 1, 1, False),
+  3: ((128, 16, 16, 32), (3, 3), 32, 1, "SAME", 1, 1, False),
+  4: ((128, 8, 8, 64), (3, 3), 64, 1, "SAME", 1, 1, False),
+  5: ((64, 56, 56, 64), (3, 3), 64, 1, "SAME", 1, 1, False),
+  6: ((64, 28, 28, 128), (3, 3), 128, 2, "SAME", 1, 1, False),
+  7: ((128, 28, 28, 1), (5, 5), 6, 1, "VALID", 1, 1, False),
+  8: ((64, 56, 56, 64), (1, 1), 256, 1, "VALID", 1, 1, False),
+  9: ((128, 32, 32, 32), (3, 3), 32, 1, "SAME", 32, 1, False),
+  10: ((64, 32, 32, 32), (3, 3), 32, 1, "SAME", 1, 2, False),
+  11: ((64, 1024, 32), (7,), 64, 1, "SAME", 1, 1, False),
+  12: ((8, 16, 32, 32, 16), (3, 3, 3), 32, 1, "SAME", 1, 1, False),
+  13: ((64, 256, 64), (4,), 32, 2, "SAME", 1, 1, True),
+  14: ((32, 16, 16, 64), (4, 4), 32, 2, "SAME", 1, 1, True),
+  15: ((4, 8, 16, 16, 32), (3, 3, 3), 16, 2, "SAME", 1, 1, True),
 }
 QUICK_ROWS = (1, 3, 7, 9, 11, 13)
 LAYOUTS = {1: ("NHC", "HIO", "NHC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
@@ -54,7 +55,8 @@ def make_pair(row):
   kx, kw = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, shape, jnp.float32)
   w = jax.random.normal(kw, (*window, shape[-1] // groups, c_out), jnp.float32) / math.sqrt(
-      math.prod(window) * shape[-1] // groups)
+    math.prod(window) * shape[-1] // groups
+  )
   dn = LAYOUTS[rank]
   if transpose:
     ours = lambda x, w: fc.ops.conv_transpose(x, w, strides, padding, dil)
@@ -62,8 +64,9 @@ def make_pair(row):
     flops = 2 * shape[0] * math.prod(shape[1:-1]) * math.prod(window) * shape[-1] * c_out
   else:
     ours = lambda x, w: fc.ops.conv(x, w, strides, padding, dil, groups)
-    native = lambda x, w: lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dil,
-                                                   dimension_numbers=dn, feature_group_count=groups)
+    native = lambda x, w: lax.conv_general_dilated(
+      x, w, strides, padding, rhs_dilation=dil, dimension_numbers=dn, feature_group_count=groups
+    )
     out = jax.eval_shape(ours, x, w).shape
     flops = 2 * math.prod(out) * math.prod(window) * (shape[-1] // groups)
   return ours, native, x, w, flops
@@ -92,7 +95,7 @@ def gemm_peak(reps):
   """GFLOP/s of a 2048 x 2048 float32 matmul in this process: the roofline for the table."""
   a = jax.random.normal(jax.random.key(1), (2048, 2048), jnp.float32)
   (t,) = interleaved_medians([jax.jit(jnp.matmul)], (a, a), reps)
-  return 2 * 2048 ** 3 / t / 1e9
+  return 2 * 2048**3 / t / 1e9
 
 
 def main():
@@ -105,10 +108,14 @@ def main():
   rows = args.rows or (QUICK_ROWS if args.quick else tuple(ROWS))
   reps = args.reps or (10 if args.quick else 15)
   peak = gemm_peak(reps)
-  print(f"GEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s; jax {jax.__version__}; "
-        f"{jax.devices()[0].platform}; median of {reps} interleaved runs\n")
-  header = ("| # | op | input | kernel | fwd native ms | fwd funconv ms | fwd speed-up | fwd+bwd native ms | "
-            "fwd+bwd funconv ms | fwd+bwd speed-up | funconv fwd+bwd GFLOP/s | % of GEMM peak |")
+  print(
+    f"GEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s; jax {jax.__version__}; "
+    f"{jax.devices()[0].platform}; median of {reps} interleaved runs\n"
+  )
+  header = (
+    "| # | op | input | kernel | fwd native ms | fwd funconv ms | fwd speed-up | fwd+bwd native ms | "
+    "fwd+bwd funconv ms | fwd+bwd speed-up | funconv fwd+bwd GFLOP/s | % of GEMM peak |"
+  )
   print(header)
   print("|" + "---|" * (header.count("|") - 1))
   results = []
@@ -118,28 +125,54 @@ def main():
     fwd_ours, fwd_native = interleaved_medians([jax.jit(ours), jax.jit(native)], (x, w), reps)
     bwd_ours, bwd_native = interleaved_medians([train_step(ours), train_step(native)], (x, w), reps)
     gflops = 3 * flops / bwd_ours / 1e9
-    result = dict(row=number, op="conv_transpose" if row[7] else "conv", input=row[0], window=row[1],
-                  c_out=row[2], stride=row[3], padding=row[4], groups=row[5], dilation=row[6],
-                  fwd_native_ms=fwd_native * 1e3, fwd_funconv_ms=fwd_ours * 1e3,
-                  fwd_speedup=fwd_native / fwd_ours, fwdbwd_native_ms=bwd_native * 1e3,
-                  fwdbwd_funconv_ms=bwd_ours * 1e3, fwdbwd_speedup=bwd_native / bwd_ours,
-                  fwdbwd_gflops=gflops, fraction_of_peak=gflops / peak)
+    result = dict(
+      row=number,
+      op="conv_transpose" if row[7] else "conv",
+      input=row[0],
+      window=row[1],
+      c_out=row[2],
+      stride=row[3],
+      padding=row[4],
+      groups=row[5],
+      dilation=row[6],
+      fwd_native_ms=fwd_native * 1e3,
+      fwd_funconv_ms=fwd_ours * 1e3,
+      fwd_speedup=fwd_native / fwd_ours,
+      fwdbwd_native_ms=bwd_native * 1e3,
+      fwdbwd_funconv_ms=bwd_ours * 1e3,
+      fwdbwd_speedup=bwd_native / bwd_ours,
+      fwdbwd_gflops=gflops,
+      fraction_of_peak=gflops / peak,
+    )
     results.append(result)
-    print(f"| {number} | {result['op']} | {'x'.join(map(str, row[0]))} | {'x'.join(map(str, row[1]))}->{row[2]} "
-          f"| {fwd_native * 1e3:.2f} | {fwd_ours * 1e3:.2f} | {result['fwd_speedup']:.2f} "
-          f"| {bwd_native * 1e3:.2f} | {bwd_ours * 1e3:.2f} | {result['fwdbwd_speedup']:.2f} "
-          f"| {gflops:.1f} | {100 * gflops / peak:.0f}% |", flush=True)
-  summary = dict(median_fwdbwd_speedup=statistics.median(r["fwdbwd_speedup"] for r in results),
-                 min_fwdbwd_speedup=min(r["fwdbwd_speedup"] for r in results),
-                 median_fwd_speedup=statistics.median(r["fwd_speedup"] for r in results),
-                 min_fwd_speedup=min(r["fwd_speedup"] for r in results))
-  print(f"\nfwd+bwd speed-up: median {summary['median_fwdbwd_speedup']:.2f}, min "
-        f"{summary['min_fwdbwd_speedup']:.2f}; forward: median {summary['median_fwd_speedup']:.2f}, "
-        f"min {summary['min_fwd_speedup']:.2f}")
+    print(
+      f"| {number} | {result['op']} | {'x'.join(map(str, row[0]))} | {'x'.join(map(str, row[1]))}->{row[2]} "
+      f"| {fwd_native * 1e3:.2f} | {fwd_ours * 1e3:.2f} | {result['fwd_speedup']:.2f} "
+      f"| {bwd_native * 1e3:.2f} | {bwd_ours * 1e3:.2f} | {result['fwdbwd_speedup']:.2f} "
+      f"| {gflops:.1f} | {100 * gflops / peak:.0f}% |",
+      flush=True,
+    )
+  summary = dict(
+    median_fwdbwd_speedup=statistics.median(r["fwdbwd_speedup"] for r in results),
+    min_fwdbwd_speedup=min(r["fwdbwd_speedup"] for r in results),
+    median_fwd_speedup=statistics.median(r["fwd_speedup"] for r in results),
+    min_fwd_speedup=min(r["fwd_speedup"] for r in results),
+  )
+  print(
+    f"\nfwd+bwd speed-up: median {summary['median_fwdbwd_speedup']:.2f}, min "
+    f"{summary['min_fwdbwd_speedup']:.2f}; forward: median {summary['median_fwd_speedup']:.2f}, "
+    f"min {summary['min_fwd_speedup']:.2f}"
+  )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(dict(jax=jax.__version__, machine=platform.machine(), gemm_peak_gflops=peak,
-                                 reps=reps, rows=results, summary=summary), indent=2))
+  out.write_text(
+    json.dumps(
+      dict(
+        jax=jax.__version__, machine=platform.machine(), gemm_peak_gflops=peak, reps=reps, rows=results, summary=summary
+      ),
+      indent=2,
+    )
+  )
   print(f"wrote {out}")
 
 

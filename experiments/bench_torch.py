@@ -21,6 +21,7 @@ experiments/results/bench_torch.json. Needs PyTorch (`pip install torch`; the CP
     python experiments/bench_torch.py             # 7 layer rows, both models
     python experiments/bench_torch.py --quick     # rows 1, 4, 7 and fewer repetitions
 """
+
 import argparse
 import json
 import math
@@ -68,6 +69,7 @@ def synchronized(fn):
     result = fn()
     torch.cuda.synchronize()
     return result
+
   return run
 
 
@@ -89,17 +91,25 @@ def device_info():
   device = jax.devices()[0]
   # PyTorch's OpenMP kernels slow down many times over when another process wants the cores: a
   # load average near 0 before the run is part of a valid result.
-  return dict(jax_device_kind=device.device_kind, jax_platform=device.platform, processor=platform.processor(),
-              cpu_model=next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), None),
-              machine=platform.machine(), cpu_count=os.cpu_count(), jax_cores=core_count(),
-              torch_threads=torch.get_num_threads(), torch_device=str(TORCH_DEVICE),
-              gpu=torch.cuda.get_device_name() if TORCH_DEVICE.type == "cuda" else None,
-              xla_flags=os.environ.get("XLA_FLAGS"),
-              load_average_before=os.getloadavg())
+  return dict(
+    jax_device_kind=device.device_kind,
+    jax_platform=device.platform,
+    processor=platform.processor(),
+    cpu_model=next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None),
+    machine=platform.machine(),
+    cpu_count=os.cpu_count(),
+    jax_cores=core_count(),
+    torch_threads=torch.get_num_threads(),
+    torch_device=str(TORCH_DEVICE),
+    gpu=torch.cuda.get_device_name() if TORCH_DEVICE.type == "cuda" else None,
+    xla_flags=os.environ.get("XLA_FLAGS"),
+    load_average_before=os.getloadavg(),
+  )
 
 
 # PyTorch twins of funconv's models, layer for layer. Modules are registered in the order of
 # funconv's parameter leaves, so `load_funconv_params` can copy one into the other.
+
 
 def torch_batch_norm(channels):
   # funconv's momentum weighs the old running average (0.9); PyTorch's weighs the new batch (0.1).
@@ -122,7 +132,7 @@ class CifarBlock(nn.Module):
     y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
     shortcut = x
     if self.stride != 1 or self.extra:
-      shortcut = x[:, :, ::self.stride, ::self.stride]
+      shortcut = x[:, :, :: self.stride, :: self.stride]
       shortcut = F.pad(shortcut, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
       # F.pad returns a contiguous (NCHW) tensor; keep the whole network channels_last.
       shortcut = shortcut.contiguous(memory_format=torch.channels_last)
@@ -143,10 +153,20 @@ def torch_resnet20(num_classes=10):
 def torch_lenet5(input_size=28, num_classes=10):
   """funconv.models.lenet5 with its defaults (tanh, average pooling); C1 pads the input to 32x32."""
   pad = max((32 - input_size) // 2, 0)
-  return nn.Sequential(nn.Conv2d(1, 6, 5, padding=pad), nn.Tanh(), nn.AvgPool2d(2, 2),
-                       nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2, 2),
-                       nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),   # C5's output is 1x1: no NHWC/NCHW question
-                       nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, num_classes))
+  return nn.Sequential(
+    nn.Conv2d(1, 6, 5, padding=pad),
+    nn.Tanh(),
+    nn.AvgPool2d(2, 2),
+    nn.Conv2d(6, 16, 5),
+    nn.Tanh(),
+    nn.AvgPool2d(2, 2),
+    nn.Conv2d(16, 120, 5),
+    nn.Tanh(),
+    nn.Flatten(),  # C5's output is 1x1: no NHWC/NCHW question
+    nn.Linear(120, 84),
+    nn.Tanh(),
+    nn.Linear(84, num_classes),
+  )
 
 
 def load_funconv_params(torch_model, params):
@@ -161,7 +181,7 @@ def load_funconv_params(torch_model, params):
   assert len(leaves) == len(targets), f"{len(leaves)} funconv parameter arrays, {len(targets)} in the PyTorch twin"
   with torch.no_grad():
     for leaf, target in zip(leaves, targets):
-      value = np.array(leaf)   # a copy: torch wants writable memory
+      value = np.array(leaf)  # a copy: torch wants writable memory
       value = value.transpose(3, 2, 0, 1) if value.ndim == 4 else value.T if value.ndim == 2 else value
       assert value.shape == tuple(target.shape), f"funconv {leaf.shape} against PyTorch {tuple(target.shape)}"
       target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
@@ -169,8 +189,9 @@ def load_funconv_params(torch_model, params):
 
 def to_torch_images(x):
   """NHWC JAX array -> NCHW PyTorch tensor in channels_last memory format (the same bytes)."""
-  return torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(
-      TORCH_DEVICE)
+  return (
+    torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(TORCH_DEVICE)
+  )
 
 
 def torch_twin(name, model, shape, params, state):
@@ -187,7 +208,7 @@ def torch_twin(name, model, shape, params, state):
   with torch.no_grad():
     twin_logits = twin(to_torch_images(x)).cpu().numpy()
   for bn in (m for m in twin.modules() if isinstance(m, nn.BatchNorm2d)):
-    bn.reset_running_stats()   # the check's batch is not training data
+    bn.reset_running_stats()  # the check's batch is not training data
   error = float(np.max(np.abs(twin_logits - np.asarray(logits))) / (np.max(np.abs(np.asarray(logits))) + 1e-12))
   assert error < 1e-3, f"{name}: PyTorch twin's logits differ from funconv's by {error:.2e} (relative)"
   return twin, count, error
@@ -195,12 +216,14 @@ def torch_twin(name, model, shape, params, state):
 
 def torch_step(twin, optimizer, x, y):
   """One PyTorch training step; zero-argument, for `interleaved_medians`."""
+
   def run():
     optimizer.zero_grad(set_to_none=True)
     loss = F.cross_entropy(twin(x), y)
     loss.backward()
     optimizer.step()
     return loss
+
   return synchronized(run)
 
 
@@ -209,8 +232,9 @@ def torch_conv_functions(row, x, w):
   _, window, _, stride, padding, _, _, _ = row
   pad = {"SAME": window[0] // 2, "VALID": 0}[padding]
   xt = to_torch_images(x)
-  wt = torch.from_numpy(np.array(w).transpose(3, 2, 0, 1)).contiguous(memory_format=torch.channels_last).to(
-      TORCH_DEVICE)
+  wt = (
+    torch.from_numpy(np.array(w).transpose(3, 2, 0, 1)).contiguous(memory_format=torch.channels_last).to(TORCH_DEVICE)
+  )
   x_grad, w_param = xt.clone().requires_grad_(), nn.Parameter(wt.clone())
 
   def forward():
@@ -221,6 +245,7 @@ def torch_conv_functions(row, x, w):
     x_grad.grad = w_param.grad = None
     (F.conv2d(x_grad, w_param, stride=stride, padding=pad) ** 2).sum().backward()
     return x_grad.grad, w_param.grad
+
   return synchronized(forward), synchronized(forward_backward)
 
 
@@ -229,9 +254,11 @@ def geomean(values):
 
 
 def bench_layers(rows, reps):
-  print("| # | input | kernel | fwd funconv ms | fwd native ms | fwd PyTorch ms | fwd PyTorch/funconv | "
-        "fwd PyTorch/native | fwd+bwd funconv ms | fwd+bwd native ms | fwd+bwd PyTorch ms | "
-        "fwd+bwd PyTorch/funconv | fwd+bwd PyTorch/native |")
+  print(
+    "| # | input | kernel | fwd funconv ms | fwd native ms | fwd PyTorch ms | fwd PyTorch/funconv | "
+    "fwd PyTorch/native | fwd+bwd funconv ms | fwd+bwd native ms | fwd+bwd PyTorch ms | "
+    "fwd+bwd PyTorch/funconv | fwd+bwd PyTorch/native |"
+  )
   print("|" + "---|" * 13)
   results = []
   for number in rows:
@@ -241,43 +268,66 @@ def bench_layers(rows, reps):
     jit_ours, jit_native = jax.jit(ours), jax.jit(native)
     grad_ours, grad_native = train_step(ours), train_step(native)
     fwd = interleaved_medians([lambda: jit_ours(x, w), lambda: jit_native(x, w), torch_forward], (), reps)
-    bwd = interleaved_medians([lambda: grad_ours(x, w), lambda: grad_native(x, w), torch_forward_backward], (),
-                              reps)
-    result = dict(row=number, input=row[0], window=row[1], c_out=row[2], stride=row[3], padding=row[4],
-                  **{f"fwd_{kind}_ms": t * 1e3 for kind, t in zip(("funconv", "native", "torch"), fwd)},
-                  **{f"fwdbwd_{kind}_ms": t * 1e3 for kind, t in zip(("funconv", "native", "torch"), bwd)},
-                  fwd_torch_over_funconv=fwd[2] / fwd[0], fwd_torch_over_native=fwd[2] / fwd[1],
-                  fwdbwd_torch_over_funconv=bwd[2] / bwd[0], fwdbwd_torch_over_native=bwd[2] / bwd[1])
+    bwd = interleaved_medians([lambda: grad_ours(x, w), lambda: grad_native(x, w), torch_forward_backward], (), reps)
+    result = dict(
+      row=number,
+      input=row[0],
+      window=row[1],
+      c_out=row[2],
+      stride=row[3],
+      padding=row[4],
+      **{f"fwd_{kind}_ms": t * 1e3 for kind, t in zip(("funconv", "native", "torch"), fwd)},
+      **{f"fwdbwd_{kind}_ms": t * 1e3 for kind, t in zip(("funconv", "native", "torch"), bwd)},
+      fwd_torch_over_funconv=fwd[2] / fwd[0],
+      fwd_torch_over_native=fwd[2] / fwd[1],
+      fwdbwd_torch_over_funconv=bwd[2] / bwd[0],
+      fwdbwd_torch_over_native=bwd[2] / bwd[1],
+    )
     results.append(result)
-    print(f"| {number} | {'x'.join(map(str, row[0]))} | {'x'.join(map(str, row[1]))}->{row[2]} s{row[3]} {row[4]} "
-          f"| {fwd[0] * 1e3:.2f} | {fwd[1] * 1e3:.2f} | {fwd[2] * 1e3:.2f} | {fwd[2] / fwd[0]:.2f} "
-          f"| {fwd[2] / fwd[1]:.2f} | {bwd[0] * 1e3:.2f} | {bwd[1] * 1e3:.2f} | {bwd[2] * 1e3:.2f} "
-          f"| {bwd[2] / bwd[0]:.2f} | {bwd[2] / bwd[1]:.2f} |", flush=True)
+    print(
+      f"| {number} | {'x'.join(map(str, row[0]))} | {'x'.join(map(str, row[1]))}->{row[2]} s{row[3]} {row[4]} "
+      f"| {fwd[0] * 1e3:.2f} | {fwd[1] * 1e3:.2f} | {fwd[2] * 1e3:.2f} | {fwd[2] / fwd[0]:.2f} "
+      f"| {fwd[2] / fwd[1]:.2f} | {bwd[0] * 1e3:.2f} | {bwd[1] * 1e3:.2f} | {bwd[2] * 1e3:.2f} "
+      f"| {bwd[2] / bwd[0]:.2f} | {bwd[2] / bwd[1]:.2f} |",
+      flush=True,
+    )
   return results
 
 
 def bench_steps(batch, reps):
   cases = {"LeNet-5": (models.lenet5(), (28, 28, 1)), "ResNet-20": (models.resnet20(), (32, 32, 3))}
-  print("| model | params | funconv img/s | native img/s | PyTorch img/s | funconv/PyTorch | native/PyTorch | "
-        "funconv compile s | native compile s |\n|---|---|---|---|---|---|---|---|---|")
+  print(
+    "| model | params | funconv img/s | native img/s | PyTorch img/s | funconv/PyTorch | native/PyTorch | "
+    "funconv compile s | native compile s |\n|---|---|---|---|---|---|---|---|---|"
+  )
   results = []
   for name, (model, shape) in cases.items():
     runs = {kind: compiled_step(model, shape, batch, kind == "native") for kind in ("funconv", "native")}
     _, ts, x, y, _, _ = runs["funconv"]
-    twin, params, error = torch_twin(name, model, shape, ts.params, ts.state)   # before the state is donated
+    twin, params, error = torch_twin(name, model, shape, ts.params, ts.state)  # before the state is donated
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     steps = [jax_step(*runs[kind][:4]) for kind in ("funconv", "native")]
     steps.append(torch_step(twin, optimizer, to_torch_images(x), torch.from_numpy(np.array(y)).long().to(TORCH_DEVICE)))
     times = interleaved_medians(steps, (), reps)
     ips = dict(zip(("funconv", "native", "torch"), (batch / t for t in times)))
-    result = dict(model=name, input=shape, batch=batch, params=params, twin_logits_relative_error=error,
-                  images_per_s=ips, funconv_over_torch=ips["funconv"] / ips["torch"],
-                  native_over_torch=ips["native"] / ips["torch"],
-                  compile_s={kind: runs[kind][4] for kind in ("funconv", "native")})
+    result = dict(
+      model=name,
+      input=shape,
+      batch=batch,
+      params=params,
+      twin_logits_relative_error=error,
+      images_per_s=ips,
+      funconv_over_torch=ips["funconv"] / ips["torch"],
+      native_over_torch=ips["native"] / ips["torch"],
+      compile_s={kind: runs[kind][4] for kind in ("funconv", "native")},
+    )
     results.append(result)
-    print(f"| {name} {'x'.join(map(str, shape))} | {params:,} | {ips['funconv']:.0f} | {ips['native']:.0f} "
-          f"| {ips['torch']:.0f} | {result['funconv_over_torch']:.2f} | {result['native_over_torch']:.2f} "
-          f"| {runs['funconv'][4]:.1f} | {runs['native'][4]:.1f} |", flush=True)
+    print(
+      f"| {name} {'x'.join(map(str, shape))} | {params:,} | {ips['funconv']:.0f} | {ips['native']:.0f} "
+      f"| {ips['torch']:.0f} | {result['funconv_over_torch']:.2f} | {result['native_over_torch']:.2f} "
+      f"| {runs['funconv'][4]:.1f} | {runs['native'][4]:.1f} |",
+      flush=True,
+    )
   return results
 
 
@@ -295,31 +345,50 @@ def main():
   step_reps = args.step_reps or (10 if args.quick else 30)
   set_torch_threads()
   device = device_info()
-  print(f"jax {jax.__version__} ({device['jax_platform']}, {device['jax_device_kind']}, XLA:CPU over "
-        f"{device['jax_cores']} cores); torch {torch.__version__} ({device['torch_threads']} threads); "
-        f"{device['cpu_model'] or device['processor'] or device['machine']}, os.cpu_count() {device['cpu_count']}, "
-        f"load average {device['load_average_before'][0]:.2f}; "
-        f"medians of {reps} (layers) and {step_reps} (steps) interleaved runs\n")
+  print(
+    f"jax {jax.__version__} ({device['jax_platform']}, {device['jax_device_kind']}, XLA:CPU over "
+    f"{device['jax_cores']} cores); torch {torch.__version__} ({device['torch_threads']} threads); "
+    f"{device['cpu_model'] or device['processor'] or device['machine']}, os.cpu_count() {device['cpu_count']}, "
+    f"load average {device['load_average_before'][0]:.2f}; "
+    f"medians of {reps} (layers) and {step_reps} (steps) interleaved runs\n"
+  )
   layers = bench_layers(rows, reps)
   print()
   steps = bench_steps(args.batch, step_reps)
   by_model = {r["model"]: r for r in steps}
-  summary = dict(geomean_fwdbwd_torch_over_funconv=geomean(r["fwdbwd_torch_over_funconv"] for r in layers),
-                 geomean_fwd_torch_over_funconv=geomean(r["fwd_torch_over_funconv"] for r in layers),
-                 geomean_fwdbwd_torch_over_native=geomean(r["fwdbwd_torch_over_native"] for r in layers),
-                 geomean_fwd_torch_over_native=geomean(r["fwd_torch_over_native"] for r in layers),
-                 resnet20_funconv_over_torch=by_model["ResNet-20"]["funconv_over_torch"],
-                 lenet5_funconv_over_torch=by_model["LeNet-5"]["funconv_over_torch"])
-  print(f"\nlayers, PyTorch time / funconv time (geometric mean over rows {list(rows)}): fwd+bwd "
-        f"{summary['geomean_fwdbwd_torch_over_funconv']:.2f}, forward {summary['geomean_fwd_torch_over_funconv']:.2f} "
-        f"(PyTorch / native: {summary['geomean_fwdbwd_torch_over_native']:.2f}, "
-        f"{summary['geomean_fwd_torch_over_native']:.2f}); training step img/s funconv / PyTorch: ResNet-20 "
-        f"{summary['resnet20_funconv_over_torch']:.2f}, LeNet-5 {summary['lenet5_funconv_over_torch']:.2f}")
+  summary = dict(
+    geomean_fwdbwd_torch_over_funconv=geomean(r["fwdbwd_torch_over_funconv"] for r in layers),
+    geomean_fwd_torch_over_funconv=geomean(r["fwd_torch_over_funconv"] for r in layers),
+    geomean_fwdbwd_torch_over_native=geomean(r["fwdbwd_torch_over_native"] for r in layers),
+    geomean_fwd_torch_over_native=geomean(r["fwd_torch_over_native"] for r in layers),
+    resnet20_funconv_over_torch=by_model["ResNet-20"]["funconv_over_torch"],
+    lenet5_funconv_over_torch=by_model["LeNet-5"]["funconv_over_torch"],
+  )
+  print(
+    f"\nlayers, PyTorch time / funconv time (geometric mean over rows {list(rows)}): fwd+bwd "
+    f"{summary['geomean_fwdbwd_torch_over_funconv']:.2f}, forward {summary['geomean_fwd_torch_over_funconv']:.2f} "
+    f"(PyTorch / native: {summary['geomean_fwdbwd_torch_over_native']:.2f}, "
+    f"{summary['geomean_fwd_torch_over_native']:.2f}); training step img/s funconv / PyTorch: ResNet-20 "
+    f"{summary['resnet20_funconv_over_torch']:.2f}, LeNet-5 {summary['lenet5_funconv_over_torch']:.2f}"
+  )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   device["load_average_after"] = os.getloadavg()
-  out.write_text(json.dumps(dict(jax=jax.__version__, torch=torch.__version__, device=device, reps=reps,
-                                 step_reps=step_reps, layers=layers, steps=steps, summary=summary), indent=2))
+  out.write_text(
+    json.dumps(
+      dict(
+        jax=jax.__version__,
+        torch=torch.__version__,
+        device=device,
+        reps=reps,
+        step_reps=step_reps,
+        layers=layers,
+        steps=steps,
+        summary=summary,
+      ),
+      indent=2,
+    )
+  )
   print(f"wrote {out}")
 
 

@@ -9,6 +9,7 @@ Also reports compile time and the compiled step's memory (arguments + temporarie
 
     python experiments/bench_train.py [--reps 50] [--batch 128]
 """
+
 import argparse
 import contextlib
 import json
@@ -27,6 +28,7 @@ from funconv import models, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the tests' oracle
 from tests.oracle import native_conv  # noqa: E402
+
 
 @contextlib.contextmanager
 def native_convolution():
@@ -49,7 +51,7 @@ def compiled_step(model, shape, batch, native):
     compiled = step.lower(ts, x, y).compile()
     compile_s = time.perf_counter() - start
   memory = compiled.memory_analysis()
-  mib = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / 2 ** 20 if memory else float("nan")
+  mib = (memory.argument_size_in_bytes + memory.temp_size_in_bytes) / 2**20 if memory else float("nan")
   return compiled, ts, x, y, compile_s, mib
 
 
@@ -61,8 +63,10 @@ def main():
   args = parser.parse_args()
   cases = {"LeNet-5 28x28x1": (models.lenet5(), (28, 28, 1)), "ResNet-20 32x32x3": (models.resnet20(), (32, 32, 3))}
   print(f"training step (forward, backward, Adam), batch {args.batch}, median of {args.reps} interleaved steps\n")
-  print("| model | native img/s | funconv img/s | speed-up | native compile s | funconv compile s | "
-        "native MiB | funconv MiB |\n|---|---|---|---|---|---|---|---|")
+  print(
+    "| model | native img/s | funconv img/s | speed-up | native compile s | funconv compile s | "
+    "native MiB | funconv MiB |\n|---|---|---|---|---|---|---|---|"
+  )
   results = []
   for name, (model, shape) in cases.items():
     runs = {kind: compiled_step(model, shape, args.batch, kind == "native") for kind in ("native", "funconv")}
@@ -76,12 +80,20 @@ def main():
         if rep >= 3:
           times[kind].append(time.perf_counter() - start)
     ips = {kind: args.batch / statistics.median(ts) for kind, ts in times.items()}
-    result = dict(model=name, batch=args.batch, images_per_s=ips, speedup=ips["funconv"] / ips["native"],
-                  compile_s={k: r[4] for k, r in runs.items()}, memory_mib={k: r[5] for k, r in runs.items()})
+    result = dict(
+      model=name,
+      batch=args.batch,
+      images_per_s=ips,
+      speedup=ips["funconv"] / ips["native"],
+      compile_s={k: r[4] for k, r in runs.items()},
+      memory_mib={k: r[5] for k, r in runs.items()},
+    )
     results.append(result)
-    print(f"| {name} | {ips['native']:.0f} | {ips['funconv']:.0f} | {result['speedup']:.2f} | "
-          f"{runs['native'][4]:.1f} | {runs['funconv'][4]:.1f} | {runs['native'][5]:.0f} | {runs['funconv'][5]:.0f} |",
-          flush=True)
+    print(
+      f"| {name} | {ips['native']:.0f} | {ips['funconv']:.0f} | {result['speedup']:.2f} | "
+      f"{runs['native'][4]:.1f} | {runs['funconv'][4]:.1f} | {runs['native'][5]:.0f} | {runs['funconv'][5]:.0f} |",
+      flush=True,
+    )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps(dict(jax=jax.__version__, reps=args.reps, results=results), indent=2))

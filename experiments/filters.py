@@ -8,6 +8,7 @@ its energy.
 
     python experiments/filters.py [--quick] [--data cifar10 --data-dir DIR]
 """
+
 import time
 
 import jax
@@ -28,10 +29,16 @@ def network(num_classes):
   """Two 5x5 conv layers, max pools, a classifier; the first layer initialised as AlexNet's, N(0, 0.01): a
   variance-preserving initialisation of a 25-weight filter (std 0.28) is so large that a short training run's
   updates hide in its noise."""
-  return fc.serial(conv1=fc.Conv(16, WINDOW, padding="SAME", W_init=jax.nn.initializers.normal(0.01)),
-                   relu1=fc.Relu, pool1=fc.MaxPool(2, strides=2),
-                   conv2=fc.Conv(32, WINDOW, padding="SAME"), relu2=fc.Relu, pool2=fc.MaxPool(2, strides=2),
-                   flatten=fc.Flatten, fc=fc.Dense(num_classes))
+  return fc.serial(
+    conv1=fc.Conv(16, WINDOW, padding="SAME", W_init=jax.nn.initializers.normal(0.01)),
+    relu1=fc.Relu,
+    pool1=fc.MaxPool(2, strides=2),
+    conv2=fc.Conv(32, WINDOW, padding="SAME"),
+    relu2=fc.Relu,
+    pool2=fc.MaxPool(2, strides=2),
+    flatten=fc.Flatten,
+    fc=fc.Dense(num_classes),
+  )
 
 
 def low_frequency_share(W):
@@ -40,7 +47,7 @@ def low_frequency_share(W):
   W = np.asarray(W, np.float64)
   spectrum = np.abs(np.fft.fftshift(np.fft.fft2(W - W.mean(axis=(0, 1)), axes=(0, 1)), axes=(0, 1))) ** 2
   c = W.shape[0] // 2
-  return (spectrum[c - 1:c + 2, c - 1:c + 2].sum(axis=(0, 1)) / spectrum.sum(axis=(0, 1))).ravel()
+  return (spectrum[c - 1 : c + 2, c - 1 : c + 2].sum(axis=(0, 1)) / spectrum.sum(axis=(0, 1))).ravel()
 
 
 def run(model, data, config, seed):
@@ -78,8 +85,12 @@ def plot_shares(args, before, after):
 def main(argv=None):
   started = time.perf_counter()
   p = studies.parser(__doc__)
-  args, config = studies.options(p, argv, full=dict(seeds=3, steps=1500, batch_size=64, lr=1e-3, image_size=32),
-                                 quick=dict(seeds=1, steps=150, batch_size=64, lr=1e-3, image_size=32))
+  args, config = studies.options(
+    p,
+    argv,
+    full=dict(seeds=3, steps=1500, batch_size=64, lr=1e-3, image_size=32),
+    quick=dict(seeds=1, steps=150, batch_size=64, lr=1e-3, image_size=32),
+  )
   data = studies.load_data(args, size=config["image_size"])
   model = network(data.num_classes)
   runs = [run(model, data, config, seed) for seed in tqdm(config["seeds"], desc="filters")]
@@ -88,31 +99,52 @@ def main(argv=None):
   first, trained, ts, _ = runs[0]
   args.out.mkdir(parents=True, exist_ok=True)
   kind = "RGB images" if first.shape[2] == 3 else "one panel per filter"
-  viz.plot_filters(first, title=f"conv1 at initialisation (seed 0): 16 filters of {WINDOW}x{WINDOW}, {kind}",
-                   path=args.out / "filters_before.png")
-  viz.plot_filters(trained, title=f"conv1 after {config['steps']} Adam steps (seed 0)",
-                   path=args.out / "filters_after.png")
+  viz.plot_filters(
+    first,
+    title=f"conv1 at initialisation (seed 0): 16 filters of {WINDOW}x{WINDOW}, {kind}",
+    path=args.out / "filters_before.png",
+  )
+  viz.plot_filters(
+    trained, title=f"conv1 after {config['steps']} Adam steps (seed 0)", path=args.out / "filters_after.png"
+  )
   image = data.x_test[0]
-  normalised = (image - data.normalize[0]) / data.normalize[1]   # what the trained network sees
+  normalised = (image - data.normalize[0]) / data.normalize[1]  # what the trained network sees
   maps = viz.activation_maps(model, ts.params, ts.state, normalised.astype(np.float32))
-  viz.plot_activation_maps(maps, image, title=f"Activation maps of a test image (label {int(data.y_test[0])}) "
-                           "through the trained network's convolutions", path=args.out / "filters_activations.png")
+  viz.plot_activation_maps(
+    maps,
+    image,
+    title=f"Activation maps of a test image (label {int(data.y_test[0])}) through the trained network's convolutions",
+    path=args.out / "filters_activations.png",
+  )
   plot_shares(args, before, after)
   moved = [float(np.linalg.norm(a - b) / np.linalg.norm(b)) for b, a, *_ in runs]
   accuracy = [r[3] for r in runs]
   ratio = float(np.median(after) / np.median(before))
-  return studies.write(args, "filters", dict(
+  return studies.write(
+    args,
+    "filters",
+    dict(
       claim="Trained first-layer filters are smooth edge, stroke and blob detectors where their initialisation is "
-            "white noise (Krizhevsky et al. 2012, Figure 3; Zeiler and Fergus 2014, Figure 2).",
-      data=data.info, config=config,
-      ours=dict(low_frequency_share_before=studies.spread(before), low_frequency_share_after=studies.spread(after),
-                median_ratio=ratio, relative_change_of_conv1=studies.spread(moved),
-                test_accuracy=studies.spread(accuracy)),
+      "white noise (Krizhevsky et al. 2012, Figure 3; Zeiler and Fergus 2014, Figure 2).",
+      data=data.info,
+      config=config,
+      ours=dict(
+        low_frequency_share_before=studies.spread(before),
+        low_frequency_share_after=studies.spread(after),
+        median_ratio=ratio,
+        relative_change_of_conv1=studies.spread(moved),
+        test_accuracy=studies.spread(accuracy),
+      ),
       spread=f"over {len(runs)} seeds x 16 filters x {first.shape[2]} input channels",
-      verdict=(f"The median low-frequency share went from {np.median(before):.2f} (white noise: 0.33) to "
-               f"{np.median(after):.2f} ({ratio:.1f}x): the trained filters are "
-               f"{'smoother' if ratio > 1.2 else 'not clearly smoother'}; conv1 moved by "
-               f"{np.mean(moved):.0%} of its initial norm; test accuracy {np.mean(accuracy):.3f}.")), started)
+      verdict=(
+        f"The median low-frequency share went from {np.median(before):.2f} (white noise: 0.33) to "
+        f"{np.median(after):.2f} ({ratio:.1f}x): the trained filters are "
+        f"{'smoother' if ratio > 1.2 else 'not clearly smoother'}; conv1 moved by "
+        f"{np.mean(moved):.0%} of its initial norm; test accuracy {np.mean(accuracy):.3f}."
+      ),
+    ),
+    started,
+  )
 
 
 if __name__ == "__main__":

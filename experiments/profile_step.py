@@ -27,6 +27,7 @@ writes experiments/results/profile_step.json.
 
     python experiments/profile_step.py [--reps 20] [--batch 128]
 """
+
 import argparse
 import collections
 import contextlib
@@ -48,7 +49,7 @@ from funconv import models, train
 from funconv.ops import primitives
 from tests.oracle import LAYOUTS
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as bench_torch.py: PyTorch's idle threads must not spin
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench_torch.py: PyTorch's idle threads must not spin
 try:
   import torch
 except ImportError:
@@ -58,10 +59,10 @@ SHAPE = (32, 32, 3)
 FUNCONV_CONVOLUTIONS = {p for p in vars(primitives).values() if isinstance(p, core.Primitive)}
 # Where each funconv primitive keeps the layer's input x and kernel w: ("in" | "out", index).
 FUNCONV_OPERANDS = {
-    primitives.conv_p: ("forward", ("in", 0), ("in", 1)),
-    primitives.conv_input_grad_p: ("input grad", ("out", 0), ("in", 1)),
-    primitives.conv_kernel_grad_p: ("kernel grad", ("in", 0), ("out", 0)),
-    primitives.conv_cotangents_p: ("input+kernel grad (fused)", ("in", 0), ("in", 1)),
+  primitives.conv_p: ("forward", ("in", 0), ("in", 1)),
+  primitives.conv_input_grad_p: ("input grad", ("out", 0), ("in", 1)),
+  primitives.conv_kernel_grad_p: ("kernel grad", ("in", 0), ("out", 0)),
+  primitives.conv_cotangents_p: ("input+kernel grad (fused)", ("in", 0), ("in", 1)),
 }
 NATIVE_FORWARD = lax.conv_dimension_numbers((1,) * 4, (1,) * 4, LAYOUTS[2])
 
@@ -74,6 +75,7 @@ def jax_step(compiled, ts, x, y):
   def run():
     carried[0], metrics = compiled(carried[0], x, y)
     return metrics
+
   return run
 
 
@@ -99,9 +101,9 @@ def classify(eqn):
     dn = p["dimension_numbers"]
     if dn == NATIVE_FORWARD:
       return "forward", "forward", (ins[0], ins[1], p["window_strides"])
-    if dn.out_spec[0] != NATIVE_FORWARD.out_spec[0]:   # the result's "batch" axis is not its first: a kernel
+    if dn.out_spec[0] != NATIVE_FORWARD.out_spec[0]:  # the result's "batch" axis is not its first: a kernel
       return "backward", "kernel grad", (ins[0], outs[0], p["rhs_dilation"])
-    return "backward", "input grad", (outs[0], ins[1], p["lhs_dilation"])   # lax spreads the cotangent by the stride
+    return "backward", "input grad", (outs[0], ins[1], p["lhs_dilation"])  # lax spreads the cotangent by the stride
   if eqn.primitive not in FUNCONV_OPERANDS:
     raise NotImplementedError(f"no role for funconv primitive {eqn.primitive} ({eqn.params}): extend FUNCONV_OPERANDS")
   role, x, w = FUNCONV_OPERANDS[eqn.primitive]
@@ -131,19 +133,27 @@ def convolution_parts(jaxprs, reps):
       signature = (eqn.primitive.name, tuple(v.aval.str_short() for v in eqn.invars), str(eqn.params))
       entry = groups[direction, layer][kind].setdefault(signature, dict(eqn=eqn, role=role, count=0))
       entry["count"] += times
-  network_order = [layer for direction, layer in groups if direction == "forward"]   # backward rows in it too
+  network_order = [layer for direction, layer in groups if direction == "forward"]  # backward rows in it too
   parts = {}
-  for part, by_kind in sorted(groups.items(), key=lambda item: (item[0][0] == "backward",
-                                                                network_order.index(item[0][1]))):
+  for part, by_kind in sorted(
+    groups.items(), key=lambda item: (item[0][0] == "backward", network_order.index(item[0][1]))
+  ):
     entries = [(kind, entry) for kind, signatures in by_kind.items() for entry in signatures.values()]
-    times = interleaved_medians([equation_alone(e["eqn"], jax.random.key(i)) for i, (_, e) in enumerate(entries)],
-                                (), reps)
+    times = interleaved_medians(
+      [equation_alone(e["eqn"], jax.random.key(i)) for i, (_, e) in enumerate(entries)], (), reps
+    )
     parts[part] = {kind: dict(ms=0.0, equations=[]) for kind in jaxprs}
     for (kind, entry), t in zip(entries, times):
       parts[part][kind]["ms"] += entry["count"] * t * 1e3
-      parts[part][kind]["equations"].append(dict(primitive=entry["eqn"].primitive.name, role=entry["role"],
-                                                 count=entry["count"], ms_each=t * 1e3,
-                                                 operands=[v.aval.str_short() for v in entry["eqn"].invars]))
+      parts[part][kind]["equations"].append(
+        dict(
+          primitive=entry["eqn"].primitive.name,
+          role=entry["role"],
+          count=entry["count"],
+          ms_each=t * 1e3,
+          operands=[v.aval.str_short() for v in entry["eqn"].invars],
+        )
+      )
   return parts
 
 
@@ -157,6 +167,7 @@ def batch_norm_fwd_bwd(shape, batch):
   def loss(params, x):
     y, new_state = fc.batched(bn.apply)(params, state, x, train=True)
     return jnp.vdot(y, cotangent), new_state
+
   grads = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
   return lambda: grads(params, x)
 
@@ -166,12 +177,15 @@ def adam_update(params):
   optimizer = optax.adam(1e-3)
   opt_state = optimizer.init(params)
   leaves, tree = jax.tree.flatten(params)
-  grads = tree.unflatten([jax.random.normal(jax.random.key(i), l.shape, l.dtype) for i, l in enumerate(leaves)])
+  grads = tree.unflatten(
+    [jax.random.normal(jax.random.key(i), leaf.shape, leaf.dtype) for i, leaf in enumerate(leaves)]
+  )
 
   @jax.jit
   def update(grads, opt_state, params):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
+
   return lambda: update(grads, opt_state, params)
 
 
@@ -186,6 +200,7 @@ def step_jaxpr(model, optimizer, ts, x, y, native):
 def torch_parts(step, reps):
   """PyTorch's parts per step (ms) from `torch.profiler`: inclusive CPU time per op and input shape."""
   from torch.profiler import ProfilerActivity, profile
+
   with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
     for _ in range(reps):
       step()
@@ -210,22 +225,44 @@ def table_rows(convolutions, batch_norms, adam_ms, torch_ms, whole, batch):
   columns, rows = tuple(whole), []
   nan = float("nan")
   for (direction, layer), by_kind in convolutions.items():
-    count = sum(e["count"] for e in convolutions["forward", layer]["funconv"]["equations"])   # layers of this shape
-    rows.append((f"conv {direction} {layer_label(layer)}", count, {kind: part["ms"] for kind, part in by_kind.items()}
-                 | ({"torch": torch_ms.get((direction, layer[:2]), nan)} if "torch" in columns else {})))
+    count = sum(e["count"] for e in convolutions["forward", layer]["funconv"]["equations"])  # layers of this shape
+    rows.append(
+      (
+        f"conv {direction} {layer_label(layer)}",
+        count,
+        {kind: part["ms"] for kind, part in by_kind.items()}
+        | ({"torch": torch_ms.get((direction, layer[:2]), nan)} if "torch" in columns else {}),
+      )
+    )
   for direction in ("forward", "backward"):
     mine = [ms for part, _, ms in rows if part.startswith(f"conv {direction} ")]
     rows.append((f"**conv {direction}, all layers**", None, {k: sum(ms[k] for ms in mine) for k in columns}))
   for shape, (count, ms_each) in batch_norms.items():
-    rows.append((f"BatchNorm fwd+bwd {'x'.join(map(str, shape))}", count, {k: count * ms_each for k in columns}
-                 | ({"torch": torch_ms.get(("batch_norm", (batch, *shape)), nan)} if "torch" in columns else {})))
-  rows.append(("Adam update", 1, {k: adam_ms for k in columns}
-               | ({"torch": torch_ms.get("adam", nan)} if "torch" in columns else {})))
+    rows.append(
+      (
+        f"BatchNorm fwd+bwd {'x'.join(map(str, shape))}",
+        count,
+        {k: count * ms_each for k in columns}
+        | ({"torch": torch_ms.get(("batch_norm", (batch, *shape)), nan)} if "torch" in columns else {}),
+      )
+    )
+  rows.append(
+    (
+      "Adam update",
+      1,
+      {k: adam_ms for k in columns} | ({"torch": torch_ms.get("adam", nan)} if "torch" in columns else {}),
+    )
+  )
   parts = {k: sum(ms[k] for part, _, ms in rows if not part.startswith("**")) for k in columns}
-  return rows + [("**sum of parts**", None, parts),
-                 ("everything else (elementwise, ReLU, pooling, loss, fusion boundaries)", None,
-                  {k: whole[k] - parts[k] for k in columns}),
-                 ("**whole step**", None, whole)]
+  return rows + [
+    ("**sum of parts**", None, parts),
+    (
+      "everything else (elementwise, ReLU, pooling, loss, fusion boundaries)",
+      None,
+      {k: whole[k] - parts[k] for k in columns},
+    ),
+    ("**whole step**", None, whole),
+  ]
 
 
 def role_totals(convolutions):
@@ -254,18 +291,22 @@ def main():
   steps = {kind: jax_step(*runs[kind][:4]) for kind in kinds}
   if torch is not None:
     from bench_torch import set_torch_threads, to_torch_images, torch_step, torch_twin
+
     set_torch_threads()
     twin, _, _ = torch_twin("ResNet-20", model, SHAPE, ts.params, ts.state)
     labels = torch.from_numpy(np.array(y)).long()
     steps["torch"] = torch_step(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), to_torch_images(x), labels)
-  print(f"ResNet-20 training step (forward, backward, Adam), batch {args.batch}; jax {jax.__version__}"
-        + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else "")
-        + f"; medians of {args.reps} runs; parts timed alone\n")
+  print(
+    f"ResNet-20 training step (forward, backward, Adam), batch {args.batch}; jax {jax.__version__}"
+    + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch is not None else "")
+    + f"; medians of {args.reps} runs; parts timed alone\n"
+  )
 
   whole = dict(zip(steps, (t * 1e3 for t in interleaved_medians(list(steps.values()), (), args.reps))))
   convolutions = convolution_parts(jaxprs, args.reps)
-  bn_counts = collections.Counter(tuple(r["input_shape"]) for r in fc.summary(model, SHAPE, print_fn=None)["rows"]
-                                  if r["type"] == "BatchNorm")
+  bn_counts = collections.Counter(
+    tuple(r["input_shape"]) for r in fc.summary(model, SHAPE, print_fn=None)["rows"] if r["type"] == "BatchNorm"
+  )
   bn_ms = interleaved_medians([batch_norm_fwd_bwd(shape, args.batch) for shape in bn_counts], (), args.reps)
   batch_norms = {shape: (count, t * 1e3) for (shape, count), t in zip(bn_counts.items(), bn_ms)}
   (adam_s,) = interleaved_medians([adam], (), args.reps)
@@ -273,29 +314,64 @@ def main():
   rows = table_rows(convolutions, batch_norms, adam_s * 1e3, torch_ms, whole, args.batch)
 
   names = {"funconv": "funconv", "native": "native", "torch": "PyTorch"}
-  print("| part | count | " + " | ".join(f"{names[k]} ms" for k in whole) + " | "
-        + " | ".join(f"{names[k]} share" for k in whole) + " |")
+  print(
+    "| part | count | "
+    + " | ".join(f"{names[k]} ms" for k in whole)
+    + " | "
+    + " | ".join(f"{names[k]} share" for k in whole)
+    + " |"
+  )
   print("|" + "---|" * (2 + 2 * len(whole)))
   for part, count, ms in rows:
-    print(f"| {part} | {'' if count is None else count} | " + " | ".join(f"{ms[k]:.2f}" for k in whole) + " | "
-          + " | ".join(f"{100 * ms[k] / whole[k]:.0f}%" for k in whole) + " |")
+    print(
+      f"| {part} | {'' if count is None else count} | "
+      + " | ".join(f"{ms[k]:.2f}" for k in whole)
+      + " | "
+      + " | ".join(f"{100 * ms[k] / whole[k]:.0f}%" for k in whole)
+      + " |"
+    )
   roles = role_totals(convolutions)
-  print("\nconvolutions by role: " + "; ".join(
-      f"{kind}: " + ", ".join(f"{role} {n}x {ms:.1f} ms" for role, (n, ms) in roles[kind].items()) for kind in kinds))
+  print(
+    "\nconvolutions by role: "
+    + "; ".join(
+      f"{kind}: " + ", ".join(f"{role} {n}x {ms:.1f} ms" for role, (n, ms) in roles[kind].items()) for kind in kinds
+    )
+  )
   parts = rows[-3][2]
-  print("; ".join(f"{names[k]}: sum of parts {parts[k]:.1f} ms = {100 * parts[k] / whole[k]:.0f}% of the whole step "
-                  f"({whole[k]:.1f} ms)" for k in whole))
+  print(
+    "; ".join(
+      f"{names[k]}: sum of parts {parts[k]:.1f} ms = {100 * parts[k] / whole[k]:.0f}% of the whole step "
+      f"({whole[k]:.1f} ms)"
+      for k in whole
+    )
+  )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(dict(
-      jax=jax.__version__, torch=torch.__version__ if torch is not None else None, batch=args.batch, reps=args.reps,
-      device=jax.devices()[0].device_kind, cpu_count=os.cpu_count(), load_average=os.getloadavg(),
-      rows=[dict(part=part.strip("*"), count=count, ms=ms, share={k: ms[k] / whole[k] for k in whole})
-            for part, count, ms in rows],
-      convolution_roles={kind: {role: dict(equations=n, ms=ms) for role, (n, ms) in by_role.items()}
-                         for kind, by_role in roles.items()},
-      convolution_equations=[dict(direction=d, layer=layer_label(layer), **{k: p["equations"] for k, p in by.items()})
-                             for (d, layer), by in convolutions.items()]), indent=2))
+  out.write_text(
+    json.dumps(
+      dict(
+        jax=jax.__version__,
+        torch=torch.__version__ if torch is not None else None,
+        batch=args.batch,
+        reps=args.reps,
+        device=jax.devices()[0].device_kind,
+        cpu_count=os.cpu_count(),
+        load_average=os.getloadavg(),
+        rows=[
+          dict(part=part.strip("*"), count=count, ms=ms, share={k: ms[k] / whole[k] for k in whole})
+          for part, count, ms in rows
+        ],
+        convolution_roles={
+          kind: {role: dict(equations=n, ms=ms) for role, (n, ms) in by_role.items()} for kind, by_role in roles.items()
+        },
+        convolution_equations=[
+          dict(direction=d, layer=layer_label(layer), **{k: p["equations"] for k, p in by.items()})
+          for (d, layer), by in convolutions.items()
+        ],
+      ),
+      indent=2,
+    )
+  )
   print(f"wrote {out}")
 
 

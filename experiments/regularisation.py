@@ -17,6 +17,7 @@ Reported per variant: training accuracy (the images trained on, evaluation mode)
 
     python experiments/regularisation.py [--quick] [--data digits|mnist|fashion_mnist|cifar10 --data-dir DIR]
 """
+
 import time
 
 import numpy as np
@@ -26,21 +27,29 @@ import funconv as fc
 import studies
 
 CLAIM = dict(
-    source="Krizhevsky, Sutskever and Hinton 2012, ImageNet Classification with Deep Convolutional Neural Networks, "
-           "sections 4.1 and 4.2; Prechelt 1998, Early Stopping - But When?",
-    statement="Without data augmentation the network suffers from substantial overfitting; without dropout it "
-              "exhibits substantial overfitting, and dropout roughly doubles the number of iterations required to "
-              "converge. Early stopping at the best validation error trades training time for generalisation.",
-    dropout_iterations_factor=2.0)
+  source="Krizhevsky, Sutskever and Hinton 2012, ImageNet Classification with Deep Convolutional Neural Networks, "
+  "sections 4.1 and 4.2; Prechelt 1998, Early Stopping - But When?",
+  statement="Without data augmentation the network suffers from substantial overfitting; without dropout it "
+  "exhibits substantial overfitting, and dropout roughly doubles the number of iterations required to "
+  "converge. Early stopping at the best validation error trades training time for generalisation.",
+  dropout_iterations_factor=2.0,
+)
 TRAIN_EXAMPLES = 200
 # Shift range in pixels (zero padding, then a random crop) and flips, per data set: see the module docstring.
 AUGMENT = {"digits": (1, False), "mnist": (2, False), "fashion_mnist": (2, True), "cifar10": (4, True)}
-VARIANTS = {"none": (), "dropout": ("dropout",), "augmentation": ("augmentation",),
-            "early stopping": ("early stopping",), "all three": ("dropout", "augmentation", "early stopping")}
-FULL = dict(seeds=3, steps=1500, batch_size=32, eval_every=20, learning_rate=1e-3, dropout=0.5, patience=15,
-            val_fraction=0.2)
-QUICK = dict(seeds=2, steps=600, batch_size=32, eval_every=20, learning_rate=1e-3, dropout=0.5, patience=15,
-             val_fraction=0.2)
+VARIANTS = {
+  "none": (),
+  "dropout": ("dropout",),
+  "augmentation": ("augmentation",),
+  "early stopping": ("early stopping",),
+  "all three": ("dropout", "augmentation", "early stopping"),
+}
+FULL = dict(
+  seeds=3, steps=1500, batch_size=32, eval_every=20, learning_rate=1e-3, dropout=0.5, patience=15, val_fraction=0.2
+)
+QUICK = dict(
+  seeds=2, steps=600, batch_size=32, eval_every=20, learning_rate=1e-3, dropout=0.5, patience=15, val_fraction=0.2
+)
 
 
 def run(variant, data, config, augment):
@@ -60,18 +69,28 @@ def run(variant, data, config, augment):
 def plot(args, config, runs):
   fig, (train, test, bars) = studies.figure(1, 3, figsize=(17, 4.8))
   for i, (name, records) in enumerate(runs.items()):
-    n = min(len(r["train_error"]) for r in records)   # early stopping ends the seeds at different steps
-    studies.band(train, np.arange(1, n + 1), [studies.smooth(r["train_error"][:n], 20) for r in records], name,
-                 color=f"C{i}")
+    n = min(len(r["train_error"]) for r in records)  # early stopping ends the seeds at different steps
+    studies.band(
+      train, np.arange(1, n + 1), [studies.smooth(r["train_error"][:n], 20) for r in records], name, color=f"C{i}"
+    )
     k = min(len(r["eval_step"]) for r in records)
     studies.band(test, records[0]["eval_step"][:k], [r["test_error"][:k] for r in records], name, color=f"C{i}")
     for r in records:
       if r["steps_run"] < config["steps"]:
         test.plot(r["kept_step"], r["test_error"][r["eval_step"].index(r["kept_step"])], "v", color=f"C{i}", ms=7)
-  train.set(yscale="log", ylim=(1e-3, 1), xlabel=f"training step (batch of {config['batch_size']})",
-            ylabel="training error (last 20 steps, training mode)", title="Training error (mean, min-max band)")
-  test.set(yscale="log", xlabel=f"training step (batch of {config['batch_size']})", ylabel="test error",
-           title="Test error (mean, min-max band; v: state kept by early stopping)")
+  train.set(
+    yscale="log",
+    ylim=(1e-3, 1),
+    xlabel=f"training step (batch of {config['batch_size']})",
+    ylabel="training error (last 20 steps, training mode)",
+    title="Training error (mean, min-max band)",
+  )
+  test.set(
+    yscale="log",
+    xlabel=f"training step (batch of {config['batch_size']})",
+    ylabel="test error",
+    title="Test error (mean, min-max band; v: state kept by early stopping)",
+  )
   for ax in (train, test):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -80,16 +99,27 @@ def plot(args, config, runs):
     means = [100 * np.mean([r[key] for r in runs[name]]) for name in names]
     bars.bar(np.arange(len(names)) + (j - 0.5) * width, means, width, label=label, color=("0.7", "C0")[j])
     for i, name in enumerate(names):
-      bars.scatter([i + (j - 0.5) * width] * len(runs[name]), [100 * r[key] for r in runs[name]], color="k", s=8,
-                   zorder=3)
+      bars.scatter(
+        [i + (j - 0.5) * width] * len(runs[name]), [100 * r[key] for r in runs[name]], color="k", s=8, zorder=3
+      )
   bottom = max(0, min(100 * r["test_accuracy"] for records in runs.values() for r in records) - 5)
   for i, name in enumerate(names):
     gap = 100 * np.mean([r["train_accuracy"] - r["test_accuracy"] for r in runs[name]])
-    bars.text(i, bottom + 0.5, f"gap\n{gap:.1f}", ha="center", va="bottom", fontsize=8,
-              bbox=dict(facecolor="white", alpha=0.8, lw=0))
+    bars.text(
+      i,
+      bottom + 0.5,
+      f"gap\n{gap:.1f}",
+      ha="center",
+      va="bottom",
+      fontsize=8,
+      bbox=dict(facecolor="white", alpha=0.8, lw=0),
+    )
   bars.set_xticks(range(len(names)), names, fontsize=8)
-  bars.set(ylim=(bottom, 100.5), ylabel="accuracy (%)",
-           title="Final accuracy (bars: mean; dots: seeds;\ngap: training minus test, points)")
+  bars.set(
+    ylim=(bottom, 100.5),
+    ylabel="accuracy (%)",
+    title="Final accuracy (bars: mean; dots: seeds;\ngap: training minus test, points)",
+  )
   bars.legend(fontsize=8, loc="upper right")
   bars.grid(alpha=0.3, axis="y")
   fig.suptitle(f"Regularisation on {TRAIN_EXAMPLES} training images of {args.data}, {len(config['seeds'])} seeds")
@@ -106,47 +136,73 @@ def main(argv=None):
   measure = lambda name, f: [f(r) for r in runs[name]]
   gap = lambda r: r["train_accuracy"] - r["test_accuracy"]
   spreads = dict(
-      train_accuracy={n: studies.spread(measure(n, lambda r: r["train_accuracy"])) for n in runs},
-      test_accuracy={n: studies.spread(measure(n, lambda r: r["test_accuracy"])) for n in runs},
-      gap={n: studies.spread(measure(n, gap)) for n in runs},
-      steps_run={n: studies.spread(measure(n, lambda r: r["steps_run"])) for n in runs},
-      kept_step={n: studies.spread(measure(n, lambda r: r["kept_step"])) for n in runs},
-      test_accuracy_minus_none={n: studies.spread([r["test_accuracy"] - b["test_accuracy"]
-                                                   for r, b in zip(runs[n], runs["none"])])
-                                for n in runs if n != "none"})
+    train_accuracy={n: studies.spread(measure(n, lambda r: r["train_accuracy"])) for n in runs},
+    test_accuracy={n: studies.spread(measure(n, lambda r: r["test_accuracy"])) for n in runs},
+    gap={n: studies.spread(measure(n, gap)) for n in runs},
+    steps_run={n: studies.spread(measure(n, lambda r: r["steps_run"])) for n in runs},
+    kept_step={n: studies.spread(measure(n, lambda r: r["kept_step"])) for n in runs},
+    test_accuracy_minus_none={
+      n: studies.spread([r["test_accuracy"] - b["test_accuracy"] for r, b in zip(runs[n], runs["none"])])
+      for n in runs
+      if n != "none"
+    },
+  )
 
   def effect(name):
     d, g = spreads["test_accuracy_minus_none"][name], spreads["gap"][name]["mean"] - spreads["gap"]["none"]["mean"]
     sign = "helps on every seed" if d["min"] > 0 else "hurts on every seed" if d["max"] < 0 else "not separated"
-    return (f"{name}: test {100 * spreads['test_accuracy'][name]['mean']:.2f}% ({100 * d['mean']:+.2f} points, per "
-            f"seed {100 * d['min']:+.2f} to {100 * d['max']:+.2f}: {sign}), train-test gap {100 * g:+.2f} points "
-            "against none")
+    return (
+      f"{name}: test {100 * spreads['test_accuracy'][name]['mean']:.2f}% ({100 * d['mean']:+.2f} points, per "
+      f"seed {100 * d['min']:+.2f} to {100 * d['max']:+.2f}: {sign}), train-test gap {100 * g:+.2f} points "
+      "against none"
+    )
 
-  verdict = (f"none: training {100 * spreads['train_accuracy']['none']['mean']:.2f}%, test "
-             f"{100 * spreads['test_accuracy']['none']['mean']:.2f}% (gap "
-             f"{100 * spreads['gap']['none']['mean']:.2f} points); "
-             + "; ".join(effect(n) for n in runs if n != "none"))
+  verdict = (
+    f"none: training {100 * spreads['train_accuracy']['none']['mean']:.2f}%, test "
+    f"{100 * spreads['test_accuracy']['none']['mean']:.2f}% (gap "
+    f"{100 * spreads['gap']['none']['mean']:.2f} points); " + "; ".join(effect(n) for n in runs if n != "none")
+  )
   n_val = int(round(TRAIN_EXAMPLES * config["val_fraction"]))
   kept = spreads["kept_step"]["early stopping"]
-  verdict += (f". Early stopping kept the states of steps {kept['min']:.0f} to {kept['max']:.0f} (of "
-              f"{config['steps']}): validation accuracy on {n_val} images moves in {100 / n_val:.1f}-point steps, "
-              f"so it soon stops improving strictly; and the network trains on {config['val_fraction']:.0%} fewer "
-              f"images.")
+  verdict += (
+    f". Early stopping kept the states of steps {kept['min']:.0f} to {kept['max']:.0f} (of "
+    f"{config['steps']}): validation accuracy on {n_val} images moves in {100 / n_val:.1f}-point steps, "
+    f"so it soon stops improving strictly; and the network trains on {config['val_fraction']:.0%} fewer "
+    f"images."
+  )
   results = dict(
-      claim=CLAIM, data=data.info,
-      config=dict(config, train_examples=TRAIN_EXAMPLES, variants={k: list(v) for k, v in VARIANTS.items()},
-                  augmentation=f"funconv.data.augmenter(crop_padding={padding}, flip={flip})",
-                  network="fc.models.small_cnn(classes, dropout=0.5 with dropout, else 0.0)",
-                  optimizer=f"Adam, learning rate {config['learning_rate']}, constant",
-                  early_stopping=f"validation: {config['val_fraction']:.0%} of the training images (fixed draw), "
-                                 f"trained on the rest; stop after {config['patience']} evaluations (every "
-                                 f"{config['eval_every']} steps) without improvement; the best state kept"),
-      ours={k: {n: s["mean"] for n, s in v.items()} for k, v in spreads.items()},
-      spread=spreads, verdict=verdict,
-      curves={name: [dict(seed=r["seed"], steps_run=r["steps_run"], kept_step=r["kept_step"],
-                          train_error=r["train_error"], eval_step=r["eval_step"], test_error=r["test_error"],
-                          **({"val_error": r["val_error"]} if "val_error" in r else {})) for r in records]
-              for name, records in runs.items()})
+    claim=CLAIM,
+    data=data.info,
+    config=dict(
+      config,
+      train_examples=TRAIN_EXAMPLES,
+      variants={k: list(v) for k, v in VARIANTS.items()},
+      augmentation=f"funconv.data.augmenter(crop_padding={padding}, flip={flip})",
+      network="fc.models.small_cnn(classes, dropout=0.5 with dropout, else 0.0)",
+      optimizer=f"Adam, learning rate {config['learning_rate']}, constant",
+      early_stopping=f"validation: {config['val_fraction']:.0%} of the training images (fixed draw), "
+      f"trained on the rest; stop after {config['patience']} evaluations (every "
+      f"{config['eval_every']} steps) without improvement; the best state kept",
+    ),
+    ours={k: {n: s["mean"] for n, s in v.items()} for k, v in spreads.items()},
+    spread=spreads,
+    verdict=verdict,
+    curves={
+      name: [
+        dict(
+          seed=r["seed"],
+          steps_run=r["steps_run"],
+          kept_step=r["kept_step"],
+          train_error=r["train_error"],
+          eval_step=r["eval_step"],
+          test_error=r["test_error"],
+          **({"val_error": r["val_error"]} if "val_error" in r else {}),
+        )
+        for r in records
+      ]
+      for name, records in runs.items()
+    },
+  )
   plot(args, config, runs)
   print(verdict)
   return studies.write(args, "regularisation", results, started)

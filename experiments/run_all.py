@@ -7,6 +7,7 @@
 Flags other than `--only` go to every study (see `studies.parser`). Writes `<out>/run_all.json`: each study's
 duration and verdict.
 """
+
 import argparse
 import importlib
 import json

@@ -7,6 +7,7 @@ scikit-learn's embedded digits by default, or MNIST, Fashion-MNIST or CIFAR-10 f
 `experiments/results`, or `experiments/results/quick` for the reduced `--quick` form, and its `main(argv)` returns
 the results dict.
 """
+
 import argparse
 import importlib.metadata
 import itertools
@@ -32,12 +33,13 @@ from funconv.train import init_train_state, make_steps
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 EVAL_BATCH = 500
-CURVE_TEST_EXAMPLES = 2000   # test error during training is measured on at most these (the final one on all)
+CURVE_TEST_EXAMPLES = 2000  # test error during training is measured on at most these (the final one on all)
 
 
 class Data(NamedTuple):
   """A data set as the studies use it: float32 images `(N, H, W, C)` in [0, 1], int32 labels, the training set's
   per-channel `normalize=(mean, std)` for `make_steps`, and `info`, the description every results JSON carries."""
+
   x_train: np.ndarray
   y_train: np.ndarray
   x_test: np.ndarray
@@ -89,9 +91,14 @@ def load_data(args, size=None, train_examples=None):
     x_train, x_test = resize(x_train), resize(x_test)
     info["resized"] = f"bilinear to {size}x{size} (jax.image.resize)"
   mean, std = x_train.mean(axis=(0, 1, 2)), x_train.std(axis=(0, 1, 2))
-  info.update(shape=list(x_train.shape[1:]), train=len(x_train), test=len(x_test), classes=sets.num_classes,
-              train_class_counts=np.bincount(y_train, minlength=sets.num_classes).tolist(),
-              normalize=dict(mean=mean.tolist(), std=std.tolist()))
+  info.update(
+    shape=list(x_train.shape[1:]),
+    train=len(x_train),
+    test=len(x_test),
+    classes=sets.num_classes,
+    train_class_counts=np.bincount(y_train, minlength=sets.num_classes).tolist(),
+    normalize=dict(mean=mean.tolist(), std=std.tolist()),
+  )
   return Data(x_train, y_train, x_test, y_test, sets.num_classes, (mean, std), info)
 
 
@@ -101,8 +108,9 @@ def accuracy(eval_step, ts, x, y):
   pad = -len(x) % EVAL_BATCH
   x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
   y = np.concatenate([y, np.full(pad, -1, y.dtype)])
-  correct = sum(float(eval_step(ts, x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH])["correct"])
-                for i in range(0, len(x), EVAL_BATCH))
+  correct = sum(
+    float(eval_step(ts, x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH])["correct"]) for i in range(0, len(x), EVAL_BATCH)
+  )
   return correct / (len(x) - pad)
 
 
@@ -123,13 +131,16 @@ def train(model, optimizer, data, config, *, augment=None, val=None, patience=No
   records = []
   for seed in config["seeds"]:
     ts = init_train_state(model, optimizer, data.x_train.shape[1:], seed)
-    stream = (b for epoch in itertools.count()
-              for b in batches(data.x_train, data.y_train, config["batch_size"], seed=seed, epoch=epoch))
+    stream = (
+      b
+      for epoch in itertools.count()
+      for b in batches(data.x_train, data.y_train, config["batch_size"], seed=seed, epoch=epoch)
+    )
     metrics, evals, best = [], dict(eval_step=[], test_error=[], val_error=[]), (-math.inf, None, 0)
     bar = tqdm(range(1, config["steps"] + 1), desc=f"{desc} seed {seed}", leave=False, mininterval=1)
     for step in bar:
       ts, m = train_step(ts, *next(stream))
-      metrics.append(m)   # device scalars: reading them every step would stall the asynchronous dispatch
+      metrics.append(m)  # device scalars: reading them every step would stall the asynchronous dispatch
       if step % config["eval_every"] and step < config["steps"]:
         continue
       evals["eval_step"].append(step)
@@ -140,19 +151,24 @@ def train(model, optimizer, data, config, *, augment=None, val=None, patience=No
       val_accuracy = accuracy(eval_step, ts, *val)
       evals["val_error"].append(1 - val_accuracy)
       if val_accuracy > best[0]:
-        best = (val_accuracy, jax.tree.map(jnp.copy, ts), step)   # a copy: the next step donates ts's buffers
+        best = (val_accuracy, jax.tree.map(jnp.copy, ts), step)  # a copy: the next step donates ts's buffers
       elif patience is not None and (step - best[2]) // config["eval_every"] >= patience:
         break
     bar.close()
     kept, kept_step = (ts, step) if val is None else best[1:]
     metrics = jax.device_get(metrics)
-    records.append(dict(
-        seed=seed, steps_run=step, kept_step=kept_step,
+    records.append(
+      dict(
+        seed=seed,
+        steps_run=step,
+        kept_step=kept_step,
         train_loss=[round(float(m["loss"] / m["count"]), 5) for m in metrics],
         train_error=[round(float(1 - m["correct"] / m["count"]), 5) for m in metrics],
         **{k: [round(v, 5) for v in vs] for k, vs in evals.items() if vs},
         train_accuracy=accuracy(eval_step, kept, data.x_train[:10_000], data.y_train[:10_000]),
-        test_accuracy=accuracy(eval_step, kept, data.x_test, data.y_test)))
+        test_accuracy=accuracy(eval_step, kept, data.x_test, data.y_test),
+      )
+    )
   return records
 
 
@@ -166,22 +182,29 @@ def smooth(values, window):
 def spread(values):
   """Mean, standard deviation (n - 1), min, max and the values themselves, over seeds."""
   v = np.asarray(values, float)
-  return dict(mean=float(v.mean()), std=float(v.std(ddof=1)) if len(v) > 1 else 0.0, min=float(v.min()),
-              max=float(v.max()), values=v.tolist())
+  return dict(
+    mean=float(v.mean()),
+    std=float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+    min=float(v.min()),
+    max=float(v.max()),
+    values=v.tolist(),
+  )
 
 
 def band(ax, x, runs, label, color=None, **plot_kwargs):
   """Plot the mean of `runs` (seeds x points) against `x` and shade between their min and max."""
   runs = np.asarray(runs, float)
-  line, = ax.plot(x, runs.mean(axis=0), label=label, color=color, lw=1.5, **plot_kwargs)
+  (line,) = ax.plot(x, runs.mean(axis=0), label=label, color=color, lw=1.5, **plot_kwargs)
   ax.fill_between(x, runs.min(axis=0), runs.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
 
 
 def figure(*args, **kwargs):
   """`plt.subplots` with the non-interactive backend (the studies run headless)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt.subplots(*args, **kwargs)
 
 
@@ -192,6 +215,7 @@ def save_figure(fig, args, name):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   import matplotlib.pyplot as plt
+
   plt.close(fig)
   print(f"wrote {path}")
   return path
@@ -199,22 +223,37 @@ def save_figure(fig, args, name):
 
 def environment():
   """The versions and machine a result was measured with."""
-  versions = {name: importlib.metadata.version(name) for name in
-              ("funconv", "jax", "jaxlib", "optax", "numpy", "scikit-learn", "matplotlib")}
+  versions = {
+    name: importlib.metadata.version(name)
+    for name in ("funconv", "jax", "jaxlib", "optax", "numpy", "scikit-learn", "matplotlib")
+  }
   try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                            cwd=pathlib.Path(__file__).parent).stdout.strip()
+    commit = subprocess.run(
+      ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=pathlib.Path(__file__).parent
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     commit = None
-  return dict(versions=versions, python=platform.python_version(), git_commit=commit, platform=platform.platform(),
-              processor=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-              jax_devices=[str(d) for d in jax.devices()], load_average=list(os.getloadavg()))
+  return dict(
+    versions=versions,
+    python=platform.python_version(),
+    git_commit=commit,
+    platform=platform.platform(),
+    processor=platform.processor() or platform.machine(),
+    cpu_count=os.cpu_count(),
+    jax_devices=[str(d) for d in jax.devices()],
+    load_average=list(os.getloadavg()),
+  )
 
 
 def write(args, name, results, started):
   """Write `results` (with the command line, the environment and the run's duration) to `<out>/<name>.json`."""
-  results = dict(study=name, command=" ".join([f"experiments/{name}.py", *args.argv]), **results,
-                 environment=environment(), seconds=round(time.perf_counter() - started, 1))
+  results = dict(
+    study=name,
+    command=" ".join([f"experiments/{name}.py", *args.argv]),
+    **results,
+    environment=environment(),
+    seconds=round(time.perf_counter() - started, 1),
+  )
   path = args.out / f"{name}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   # Lists of numbers (the curves) on one line each: indented one number a line, the file would be mostly whitespace.

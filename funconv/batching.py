@@ -1,4 +1,5 @@
 """Batches from per-example layers: `batched` and `per_example_grads`."""
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
@@ -43,8 +44,12 @@ def batched(apply, axis_name="batch"):
     if any(jnp.ndim(leaf) == 0 for leaf in jax.tree.leaves(x)):
       raise ValueError(f"batched: x must have a leading batch axis, got shapes {jax.tree.map(jnp.shape, x)}")
     keys = None if key is None else _split_like(key, jax.tree.leaves(x)[0])
-    return jax.vmap(lambda x, k: apply(params, state, x, key=k, train=train), in_axes=(0, None if key is None else 0),
-                    out_axes=(0, None), axis_name=axis_name)(x, keys)
+    return jax.vmap(
+      lambda x, k: apply(params, state, x, key=k, train=train),
+      in_axes=(0, None if key is None else 0),
+      out_axes=(0, None),
+      axis_name=axis_name,
+    )(x, keys)
 
   return run
 

@@ -1,4 +1,5 @@
 """Layers made of layers with the combinators: `SeparableConv`."""
+
 import jax.numpy as jnp
 
 from funconv.combinators import serial
@@ -7,8 +8,18 @@ from funconv.layers.conv import Conv, DepthwiseConv
 from funconv.ops.shapes import layer_window, positive_int
 
 
-def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padding="VALID", *, dilation=None,
-                  use_bias=True, dtype=None, param_dtype=jnp.float32):
+def SeparableConv(
+  out_chan,
+  filter_shape,
+  depth_multiplier=1,
+  strides=None,
+  padding="VALID",
+  *,
+  dilation=None,
+  use_bias=True,
+  dtype=None,
+  param_dtype=jnp.float32,
+):
   """Depthwise-separable convolution (MobileNet, Xception): a depthwise convolution, then a pointwise one.
 
   `serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False),
@@ -40,7 +51,7 @@ def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padd
     TypeError: as `Conv`, naming `SeparableConv` for its own arguments.
     ValueError: as `Conv` and `DepthwiseConv`, naming `SeparableConv` for its own arguments.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> sep = fc.SeparableConv(64, (3, 3), padding="SAME")
@@ -53,10 +64,11 @@ def SeparableConv(out_chan, filter_shape, depth_multiplier=1, strides=None, padd
     (1232, 9280)
   """
   dtypes = dict(dtype=dtype, param_dtype=param_dtype)
-  positive_int(out_chan, "out_chan", "SeparableConv")   # checked under this layer's name, before its parts
+  positive_int(out_chan, "out_chan", "SeparableConv")  # checked under this layer's name, before its parts
   positive_int(depth_multiplier, "depth_multiplier", "SeparableConv")
   check_dtypes("SeparableConv", **dtypes)
   layer_window("SeparableConv", filter_shape=filter_shape, strides=strides, dilation=dilation)
-  return serial(DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False,
-                              **dtypes),
-                Conv(out_chan, 1, use_bias=use_bias, **dtypes))
+  return serial(
+    DepthwiseConv(filter_shape, depth_multiplier, strides, padding, dilation=dilation, use_bias=False, **dtypes),
+    Conv(out_chan, 1, use_bias=use_bias, **dtypes),
+  )

@@ -24,10 +24,22 @@ Examples:
   >>> net.init(jax.random.key(0), (5,))[0]
   (5,)
 """
+
 import jax.numpy as jnp
 
-from funconv.layers.base import (Layer, check_entries, check_layer, checked, child_fields, fan_out_field, label,
-                                 merge_fields, scope, scoped, split_key)
+from funconv.layers.base import (
+  Layer,
+  check_entries,
+  check_layer,
+  checked,
+  child_fields,
+  fan_out_field,
+  label,
+  merge_fields,
+  scope,
+  scoped,
+  split_key,
+)
 from funconv.layers.core import Identity
 from funconv.ops.shapes import positive_int
 
@@ -38,8 +50,9 @@ def _check_layers(name, layers):
   names = [name_of(child) for child in layers if name_of(child) is not None]
   if len(set(names)) < len(names):
     twice = sorted({n for n in names if names.count(n) > 1})
-    raise ValueError(f"{name}: two of its layers are named {twice[0]!r}; names must differ within a container, "
-                     f"got names {names}")
+    raise ValueError(
+      f"{name}: two of its layers are named {twice[0]!r}; names must differ within a container, got names {names}"
+    )
 
 
 def named(name, layer):
@@ -247,12 +260,15 @@ def FanOut(num):
 def _fan_in(name, combine_shapes, apply):
   """A fan-in layer: its input is a list (from `parallel`), its shape rule `combine_shapes(shapes)`, which
   `apply` checks too."""
+
   def init(key, input_shape):
     if not isinstance(input_shape, list) or not input_shape:
-      raise ValueError(f"{name}: the input must be a list of inputs (FanOut, then parallel), got input_shape "
-                       f"{input_shape}")
+      raise ValueError(
+        f"{name}: the input must be a list of inputs (FanOut, then parallel), got input_shape {input_shape}"
+      )
     merge_fields()
     return combine_shapes(input_shape), (), ()
+
   return checked(name, init, apply)
 
 
@@ -316,10 +332,12 @@ def FanInConcat(axis=-1):
     if not -rank <= axis < rank:
       raise ValueError(f"FanInConcat: axis={axis} is out of range for inputs of rank {rank}, got shapes {shapes}")
     ax = axis % rank
-    if any(len(s) != rank or tuple(s[:ax]) + tuple(s[ax + 1:]) != tuple(shapes[0][:ax]) + tuple(shapes[0][ax + 1:])
-           for s in shapes):
+    if any(
+      len(s) != rank or tuple(s[:ax]) + tuple(s[ax + 1 :]) != tuple(shapes[0][:ax]) + tuple(shapes[0][ax + 1 :])
+      for s in shapes
+    ):
       raise ValueError(f"FanInConcat: inputs must agree except along axis {axis}, got {shapes}")
-    return (*shapes[0][:ax], sum(s[ax] for s in shapes), *shapes[0][ax + 1:])
+    return (*shapes[0][:ax], sum(s[ax] for s in shapes), *shapes[0][ax + 1 :])
 
   def apply(params, state, xs, *, key=None, train=False):
     return jnp.concatenate(xs, axis), state

@@ -1,5 +1,6 @@
 """Looking inside a model: `summary`, `receptive_field`, `capture` of intermediate outputs, params and state by
 name; and `from_stax`."""
+
 import jax
 
 from funconv.layers.base import UNKNOWN, capturing, check_input_shape, check_layer, layer, recording
@@ -44,7 +45,7 @@ def summary(layer, input_shape, print_fn=print):
     ValueError: `input_shape` has a negative size; the layers reject the shape (as their `init`
       does, naming the layer's path); two layers have the same path.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(8, (3, 3)), fc.Relu, fc.MaxPool((2, 2), strides=(2, 2)), fc.Flatten, fc.Dense(10))
@@ -63,13 +64,16 @@ def summary(layer, input_shape, print_fn=print):
     11689512
   """
   rows, _ = _record(layer, input_shape, "summary")
-  totals = dict(params=sum(r["params"] for r in rows), state=sum(r["state"] for r in rows),
-                macs=sum(r["macs"] for r in rows))
+  totals = dict(
+    params=sum(r["params"] for r in rows), state=sum(r["state"] for r in rows), macs=sum(r["macs"] for r in rows)
+  )
   if print_fn is not None:
     width, kind = max([len(r["name"]) for r in rows] + [5]), max([len(r["type"]) for r in rows] + [4])
     lines = [f"{'layer':<{width}}  {'type':<{kind}}  {'output shape':<18} {'params':>12} {'MACs':>16}"]
-    lines += [f"{r['name']:<{width}}  {r['type']:<{kind}}  {str(r['output_shape']):<18} {r['params']:>12,} "
-              f"{r['macs']:>16,}" for r in rows]
+    lines += [
+      f"{r['name']:<{width}}  {r['type']:<{kind}}  {str(r['output_shape']):<18} {r['params']:>12,} {r['macs']:>16,}"
+      for r in rows
+    ]
     lines.append(f"{'total':<{width}}  {'':<{kind}}  {'':<18} {totals['params']:>12,} {totals['macs']:>16,}")
     lines.append(f"(non-trainable state: {totals['state']:,} values; input shape {tuple(input_shape)})")
     print_fn("\n".join(lines))
@@ -97,7 +101,7 @@ def receptive_field(layer, input_shape):
   Raises:
     TypeError, ValueError: as `summary`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> net = fc.serial(fc.Conv(8, 3, padding="SAME"), fc.Conv(8, 3, strides=2), fc.Conv(8, 3), fc.GlobalAvgPool)
     >>> for row in fc.receptive_field(net, (32, 32, 3)):
@@ -111,8 +115,16 @@ def receptive_field(layer, input_shape):
   for r in _record(layer, input_shape, "receptive_field")[0]:
     field = r["field"]
     per_axis = lambda i: field if field is None or field is UNKNOWN else tuple(f[i] for f in field)
-    out.append(dict(name=r["name"], type=r["type"], output_shape=r["output_shape"], size=per_axis(1),
-                    jump=per_axis(0), start=per_axis(2)))
+    out.append(
+      dict(
+        name=r["name"],
+        type=r["type"],
+        output_shape=r["output_shape"],
+        size=per_axis(1),
+        jump=per_axis(0),
+        start=per_axis(2),
+      )
+    )
   return out
 
 
@@ -140,7 +152,7 @@ def capture(apply, names=None):
     ValueError: (from the returned function) a path in `names` that the model does not have,
       naming it and the model's paths.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(conv=fc.Conv(8, (3, 3)), act=fc.Relu, flatten=fc.Flatten, head=fc.Dense(10))
@@ -193,7 +205,7 @@ def param_names(layer, input_shape):
   Raises:
     TypeError, ValueError: as `summary`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> net = fc.serial(fc.named("conv", fc.Conv(8, (3, 3))), fc.BatchNorm(), fc.Flatten, fc.Dense(10))
     >>> names, state_names = fc.param_names(net, (28, 28, 1))
@@ -216,8 +228,10 @@ def param_names(layer, input_shape):
         return "/".join(([row["name"]] if row["index"] or row["name"] != row["type"] else []) + rest)
     return "/".join(map(str, places))
 
-  return (jax.tree_util.tree_map_with_path(lambda keys, _: name(keys, "param_names"), params),
-          jax.tree_util.tree_map_with_path(lambda keys, _: name(keys, "state_names"), state))
+  return (
+    jax.tree_util.tree_map_with_path(lambda keys, _: name(keys, "param_names"), params),
+    jax.tree_util.tree_map_with_path(lambda keys, _: name(keys, "state_names"), state),
+  )
 
 
 def by_name(names, tree):
@@ -234,7 +248,7 @@ def by_name(names, tree):
   Raises:
     ValueError: `names` and `tree` have different structures (names of another model).
 
-  Example:
+  Examples:
     >>> import jax
     >>> import funconv as fc
     >>> net = fc.serial(fc.named("conv", fc.Conv(8, (3, 3))), fc.Relu, fc.Flatten, fc.Dense(10))
@@ -263,7 +277,7 @@ def set_by_name(names, tree, updates):
     ValueError: `names` and `tree` have different structures; a name in `updates` that is not
       in `names` (the message lists the names); an array whose shape differs from its leaf's.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.serial(fc.named("conv", fc.Conv(8, (3, 3))), fc.Relu, fc.Flatten, fc.Dense(10))
@@ -285,20 +299,22 @@ def set_by_name(names, tree, updates):
 
 def _check_names(op, names, tree):
   if jax.tree.structure(names) != jax.tree.structure(tree):
-    raise ValueError(f"{op}: names and tree must have the same structure (names from param_names for this model "
-                     f"and input shape), got {jax.tree.structure(names)} and {jax.tree.structure(tree)}")
+    raise ValueError(
+      f"{op}: names and tree must have the same structure (names from param_names for this model "
+      f"and input shape), got {jax.tree.structure(names)} and {jax.tree.structure(tree)}"
+    )
 
 
 def from_stax(stax_layer, name="stax"):
   """Wrap a `jax.example_libraries.stax` layer `(init_fun, apply_fun)` as a funconv `Layer`.
 
   stax layers see batches: `init` calls `init_fun(key, (1, *input_shape))` and drops the batch
-  axis of its output shape; `apply` calls `apply_fun(params, x[None], rng=key)` on one example
-  with a batch axis of 1 added and removes it (under `funconv.batched`, a vmap of that is one
-  batched call wherever stax's ops batch). Params are stax's own (e.g. `(W, b)` of a
-  `stax.Conv`, `W` in HWIO with stax's default dimension numbers); state is `()`. `summary`
-  counts its params (not its MACs); `receptive_field` reports its field, and those after it, as
-  `"unknown"`.
+  axis of its output shape; `apply` calls `apply_fun(params, x[None], rng=key)` (no `rng` where
+  `key` is None) on one example with a batch axis of 1 added, and removes it (under
+  `funconv.batched`, a vmap of that is one batched call wherever stax's ops batch). Params are
+  stax's own (e.g. `(W, b)` of a `stax.Conv`, `W` in HWIO with stax's default dimension
+  numbers); state is `()`. `summary` counts its params (not its MACs); `receptive_field`
+  reports its field, and those after it, as `"unknown"`.
 
   Args:
     stax_layer: a stax layer, a pair `(init_fun, apply_fun)` (e.g. `stax.Conv(8, (3, 3))`,
@@ -311,7 +327,7 @@ def from_stax(stax_layer, name="stax"):
   Raises:
     TypeError: `stax_layer` is not a pair of functions.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> from jax.example_libraries import stax
     >>> import funconv as fc

@@ -2,8 +2,9 @@ import os
 
 # Four simulated CPU devices for the data-parallel tests (tests/ops/test_sharding.py); set before
 # JAX starts its backends. Single-device code runs on the first, as without the flag.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"),
-                                                 "--xla_force_host_platform_device_count=4"]))
+os.environ["XLA_FLAGS"] = " ".join(
+  filter(None, [os.environ.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=4"])
+)
 
 import hypothesis  # noqa: E402
 import jax  # noqa: E402

@@ -5,6 +5,7 @@ as `summary` shows it), the argument and the offending value or shape. Never an 
 error, a silent broadcast or a wrong result. Each case goes through `rejects`, which counts it; the last test
 prints the count.
 """
+
 import contextlib
 import gzip
 import io
@@ -50,32 +51,66 @@ def often(n):
 
 
 # Values that are not a count (an int >= 1): too small, not an int, not a number.
-bad_counts = st.one_of(st.integers(-10**6, 0), st.floats(allow_nan=True, allow_infinity=True),
-                       st.sampled_from(["8", b"8", None, True, False, 2j, object()]))
+bad_counts = st.one_of(
+  st.integers(-(10**6), 0),
+  st.floats(allow_nan=True, allow_infinity=True),
+  st.sampled_from(["8", b"8", None, True, False, 2j, object()]),
+)
 bad_dtypes = st.sampled_from([jnp.int32, jnp.int8, jnp.uint8, jnp.bool_, np.int64, "int16", "float33", object, 3])
 
 # name: (constructor, arguments that build it, the window arguments it takes, its count arguments)
 LAYERS = {
-    "Conv": (fc.Conv, dict(out_chan=4, filter_shape=(3, 3)), ("filter_shape", "strides", "dilation"),
-             ("out_chan", "groups")),
-    "ConvTranspose": (fc.ConvTranspose, dict(out_chan=4, filter_shape=(3, 3)), ("filter_shape", "strides", "dilation"),
-                      ("out_chan",)),
-    "DepthwiseConv": (fc.DepthwiseConv, dict(filter_shape=(3, 3)), ("filter_shape", "strides", "dilation"),
-                      ("depth_multiplier",)),
-    "SeparableConv": (fc.SeparableConv, dict(out_chan=4, filter_shape=(3, 3)), ("filter_shape", "strides", "dilation"),
-                      ("out_chan", "depth_multiplier")),
-    **{name: (getattr(fc, name), dict(window_shape=(2, 2)), ("window_shape", "strides"), ())
-       for name in ("MaxPool", "AvgPool", "SumPool", "L2Pool")},
-    "AdaptiveAvgPool": (fc.AdaptiveAvgPool, dict(output_size=(2, 2)), ("output_size",), ()),
-    "Dense": (fc.Dense, dict(out_dim=4), (), ("out_dim",)),
-    "GroupNorm": (fc.GroupNorm, dict(num_groups=2), (), ("num_groups",)),
-    "FanOut": (fc.FanOut, dict(num=2), (), ("num",)),
+  "Conv": (
+    fc.Conv,
+    dict(out_chan=4, filter_shape=(3, 3)),
+    ("filter_shape", "strides", "dilation"),
+    ("out_chan", "groups"),
+  ),
+  "ConvTranspose": (
+    fc.ConvTranspose,
+    dict(out_chan=4, filter_shape=(3, 3)),
+    ("filter_shape", "strides", "dilation"),
+    ("out_chan",),
+  ),
+  "DepthwiseConv": (
+    fc.DepthwiseConv,
+    dict(filter_shape=(3, 3)),
+    ("filter_shape", "strides", "dilation"),
+    ("depth_multiplier",),
+  ),
+  "SeparableConv": (
+    fc.SeparableConv,
+    dict(out_chan=4, filter_shape=(3, 3)),
+    ("filter_shape", "strides", "dilation"),
+    ("out_chan", "depth_multiplier"),
+  ),
+  **{
+    name: (getattr(fc, name), dict(window_shape=(2, 2)), ("window_shape", "strides"), ())
+    for name in ("MaxPool", "AvgPool", "SumPool", "L2Pool")
+  },
+  "AdaptiveAvgPool": (fc.AdaptiveAvgPool, dict(output_size=(2, 2)), ("output_size",), ()),
+  "Dense": (fc.Dense, dict(out_dim=4), (), ("out_dim",)),
+  "GroupNorm": (fc.GroupNorm, dict(num_groups=2), (), ("num_groups",)),
+  "FanOut": (fc.FanOut, dict(num=2), (), ("num",)),
 }
 # (layer, number argument, lowest, highest)
-NUMBERS = [("Dropout", "rate", 0, 1), ("BatchNorm", "momentum", 0, 1), ("BatchNorm", "epsilon", 0, math.inf),
-           ("LayerNorm", "epsilon", 0, math.inf), ("GroupNorm", "epsilon", 0, math.inf)]
-WITH_DTYPES = ["Dense", "Conv", "ConvTranspose", "DepthwiseConv", "SeparableConv", "BatchNorm", "LayerNorm",
-               "GroupNorm"]
+NUMBERS = [
+  ("Dropout", "rate", 0, 1),
+  ("BatchNorm", "momentum", 0, 1),
+  ("BatchNorm", "epsilon", 0, math.inf),
+  ("LayerNorm", "epsilon", 0, math.inf),
+  ("GroupNorm", "epsilon", 0, math.inf),
+]
+WITH_DTYPES = [
+  "Dense",
+  "Conv",
+  "ConvTranspose",
+  "DepthwiseConv",
+  "SeparableConv",
+  "BatchNorm",
+  "LayerNorm",
+  "GroupNorm",
+]
 
 
 def build(name, **arguments):
@@ -121,8 +156,12 @@ def test_counts_must_be_positive_ints(layer_argument, value):
 @given(st.sampled_from(NUMBERS), st.data())
 def test_rates_and_epsilons_must_be_numbers_in_range(case, draw):
   name, argument, low, high = case
-  value = draw.draw(st.one_of(st.floats(allow_nan=True).filter(lambda v: not (low <= v <= high and math.isfinite(v))),
-                              st.sampled_from(["0.5", None, True, [0.5], 1j])))
+  value = draw.draw(
+    st.one_of(
+      st.floats(allow_nan=True).filter(lambda v: not (low <= v <= high and math.isfinite(v))),
+      st.sampled_from(["0.5", None, True, [0.5], 1j]),
+    )
+  )
   rejects(lambda: build(name, **{argument: value}), name, argument, repr(value))
 
 
@@ -133,32 +172,53 @@ def test_dtypes_must_be_floating(name, argument, dtype):
 
 
 @often(60)
-@given(st.sampled_from(["Conv", "DepthwiseConv", "MaxPool", "AvgPool", "SumPool", "L2Pool", "ConvTranspose"]),
-       st.one_of(st.text(max_size=8).filter(lambda s: s.upper() not in ("SAME", "SAME_LOWER", "VALID", "CAUSAL",
-                                                                        "CIRCULAR", "REFLECT")),
-                 st.sampled_from([1.5, ((1, 1),), ((1, 1), (1, 1), (1, 1)), ((1.5, 1), (1, 1)), [[1, 2, 3]], None])))
+@given(
+  st.sampled_from(["Conv", "DepthwiseConv", "MaxPool", "AvgPool", "SumPool", "L2Pool", "ConvTranspose"]),
+  st.one_of(
+    st.text(max_size=8).filter(
+      lambda s: s.upper() not in ("SAME", "SAME_LOWER", "VALID", "CAUSAL", "CIRCULAR", "REFLECT")
+    ),
+    st.sampled_from([1.5, ((1, 1),), ((1, 1), (1, 1), (1, 1)), ((1.5, 1), (1, 1)), [[1, 2, 3]], None]),
+  ),
+)
 def test_unknown_padding_is_named_at_init(name, padding):
   shown = "padding" if name == "ConvTranspose" and not isinstance(padding, str) else repr(padding)
   rejects(lambda: build(name, padding=padding).init(KEY, (6, 6, 2)), name, "padding", shown)
 
 
 @often(150)
-@given(st.sampled_from(["Conv", "ConvTranspose", "DepthwiseConv", "MaxPool", "AvgPool", "SumPool", "L2Pool",
-                        "AdaptiveAvgPool"]),
-       st.lists(st.integers(1, 6), max_size=5).filter(lambda s: len(s) != 3))
+@given(
+  st.sampled_from(
+    ["Conv", "ConvTranspose", "DepthwiseConv", "MaxPool", "AvgPool", "SumPool", "L2Pool", "AdaptiveAvgPool"]
+  ),
+  st.lists(st.integers(1, 6), max_size=5).filter(lambda s: len(s) != 3),
+)
 def test_inputs_of_the_wrong_rank(name, shape):
   rejects(lambda: build(name).init(KEY, tuple(shape)), name, "input_shape", tuple(shape))
 
 
 @often(150)
-@given(st.sampled_from(["Conv", "Dense", "BatchNorm", "LayerNorm", "MaxPool", "Flatten", "Relu", "Dropout",
-                        "GlobalAvgPool", "Reshape"]),
-       st.one_of(st.integers(), st.floats(), st.just(None),
-                 st.lists(st.one_of(st.integers(-9, -1), st.floats(), st.text(max_size=1)), min_size=1, max_size=3)
-                 .map(lambda s: (*s, 3))))
+@given(
+  st.sampled_from(
+    ["Conv", "Dense", "BatchNorm", "LayerNorm", "MaxPool", "Flatten", "Relu", "Dropout", "GlobalAvgPool", "Reshape"]
+  ),
+  st.one_of(
+    st.integers(),
+    st.floats(),
+    st.just(None),
+    st.lists(st.one_of(st.integers(-9, -1), st.floats(), st.text(max_size=1)), min_size=1, max_size=3).map(
+      lambda s: (*s, 3)
+    ),
+  ),
+)
 def test_input_shapes_must_be_tuples_of_sizes(name, shape):
-  layer = {"Flatten": fc.Flatten, "Relu": fc.Relu, "GlobalAvgPool": fc.GlobalAvgPool, "Dropout": fc.Dropout(0.5),
-           "Reshape": fc.Reshape((-1,))}.get(name) or build(name)
+  layer = {
+    "Flatten": fc.Flatten,
+    "Relu": fc.Relu,
+    "GlobalAvgPool": fc.GlobalAvgPool,
+    "Dropout": fc.Dropout(0.5),
+    "Reshape": fc.Reshape((-1,)),
+  }.get(name) or build(name)
   rejects(lambda: layer.init(KEY, shape), name, "input_shape", repr(shape))
 
 
@@ -167,8 +227,13 @@ def test_input_shapes_must_be_tuples_of_sizes(name, shape):
 def test_windows_larger_than_the_padded_input(size, pad, dilation, name):
   window = size + 2 * pad + 1
   arguments = dict(filter_shape=window, dilation=dilation) if name != "MaxPool" else dict(window_shape=window)
-  rejects(lambda: build(name, padding=pad, **arguments).init(KEY, (size, size, 2)), name, "larger than the padded "
-          "input", f"({window}, {window})", f"{(size + 2 * pad,) * 2}")
+  rejects(
+    lambda: build(name, padding=pad, **arguments).init(KEY, (size, size, 2)),
+    name,
+    "larger than the padded input",
+    f"({window}, {window})",
+    f"{(size + 2 * pad,) * 2}",
+  )
 
 
 @often(60)
@@ -176,8 +241,9 @@ def test_windows_larger_than_the_padded_input(size, pad, dilation, name):
 def test_groups_must_divide_the_channels(groups, channels, out_chan):
   if channels % groups == 0 and out_chan % groups == 0:
     channels += 1
-  rejects(lambda: fc.Conv(out_chan, 3, groups=groups).init(KEY, (5, 5, channels)), "Conv", f"groups={groups}",
-          f"({channels})")
+  rejects(
+    lambda: fc.Conv(out_chan, 3, groups=groups).init(KEY, (5, 5, channels)), "Conv", f"groups={groups}", f"({channels})"
+  )
 
 
 @often(40)
@@ -188,17 +254,35 @@ def test_groupnorm_groups_must_divide_the_channels(groups, channels):
 
 
 @often(40)
-@given(st.sampled_from([([0, 3], "shape[0]=0"), ([-2, 4], "shape[0]=-2"), ([2, -1, -1], "[2, -1, -1]"),
-                        ([2.0, 3], "2.0"), ([3, None], "None"), ("3x3", "'3x3'"), (5, "5")]))
+@given(
+  st.sampled_from(
+    [
+      ([0, 3], "shape[0]=0"),
+      ([-2, 4], "shape[0]=-2"),
+      ([2, -1, -1], "[2, -1, -1]"),
+      ([2.0, 3], "2.0"),
+      ([3, None], "None"),
+      ("3x3", "'3x3'"),
+      (5, "5"),
+    ]
+  )
+)
 def test_reshape_targets(case):
   shape, shown = case
   rejects(lambda: fc.Reshape(shape), "Reshape:", "shape", shown)
 
 
 # A model with every kind of container, for the params and state tests.
-NET = fc.serial(fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu,
-                fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
-                fc.MaxPool(2, strides=2), fc.Flatten, fc.Dropout(0.5), fc.Dense(5))
+NET = fc.serial(
+  fc.Conv(4, 3, padding="SAME"),
+  fc.BatchNorm(),
+  fc.Relu,
+  fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
+  fc.MaxPool(2, strides=2),
+  fc.Flatten,
+  fc.Dropout(0.5),
+  fc.Dense(5),
+)
 IN = (6, 6, 2)
 _, PARAMS, STATE = NET.init(KEY, IN)
 X = jnp.ones(IN)
@@ -208,8 +292,12 @@ ROWS = fc.summary(NET, IN, print_fn=None)["rows"]
 PLACES = {row["index"]: f"{row['name']} ({row['type']})" for row in ROWS}
 CONTAINERS = sorted({place[:i] for place in PLACES for i in range(len(place))})
 # A container's path: the first levels of the path of a layer inside it.
-CONTAINER_PATHS = {place: "/".join(row["name"].split("/")[:len(place)]) for row in ROWS
-                   for place in CONTAINERS if row["index"][:len(place)] == place}
+CONTAINER_PATHS = {
+  place: "/".join(row["name"].split("/")[: len(place)])
+  for row in ROWS
+  for place in CONTAINERS
+  if row["index"][: len(place)] == place
+}
 
 
 def trace_apply(params=PARAMS, state=STATE, x=X, **kwargs):
@@ -236,10 +324,10 @@ def test_a_leaf_with_the_wrong_shape_names_its_layer(what, draw):
   leaves, treedef = jax.tree.flatten(get(tree, place))
   i = draw.draw(st.integers(0, len(leaves) - 1))
   shape = list(leaves[i].shape)
-  if draw.draw(st.booleans()):   # an extra axis
+  if draw.draw(st.booleans()):  # an extra axis
     axis = draw.draw(st.integers(0, len(shape)))
     shape = shape[:axis] + [draw.draw(st.integers(2, 5))] + shape[axis:]
-  else:                          # a longer axis
+  else:  # a longer axis
     axis = draw.draw(st.integers(0, len(shape) - 1))
     shape[axis] += draw.draw(st.integers(1, 3))
   leaves[i] = jnp.zeros(shape)
@@ -249,44 +337,75 @@ def test_a_leaf_with_the_wrong_shape_names_its_layer(what, draw):
 
 
 @often(150)
-@given(st.sampled_from(["params", "state"]), st.sampled_from(sorted(PLACES)),
-       st.sampled_from(["drop", "extra", "dict", "array", "none"]))
+@given(
+  st.sampled_from(["params", "state"]),
+  st.sampled_from(sorted(PLACES)),
+  st.sampled_from(["drop", "extra", "dict", "array", "none"]),
+)
 def test_a_leaf_with_the_wrong_structure_names_its_layer(what, place, kind):
   tree = PARAMS if what == "params" else STATE
   sub = get(tree, place)
-  new = {"drop": sub[:-1] if sub else (jnp.zeros(3),), "extra": (*sub, jnp.zeros(2)),
-         "dict": {f"w{i}": v for i, v in enumerate(sub)} or {"w": jnp.zeros(1)}, "array": jnp.zeros(3),
-         "none": None if sub else (jnp.zeros(1),)}[kind]
+  new = {
+    "drop": sub[:-1] if sub else (jnp.zeros(3),),
+    "extra": (*sub, jnp.zeros(2)),
+    "dict": {f"w{i}": v for i, v in enumerate(sub)} or {"w": jnp.zeros(1)},
+    "array": jnp.zeros(3),
+    "none": None if sub else (jnp.zeros(1),),
+  }[kind]
   arguments = dict(params=replace(tree, place, new)) if what == "params" else dict(state=replace(tree, place, new))
   rejects(lambda: trace_apply(**arguments), PLACES[place] + ":", what, "structure", error=ValueError)
 
 
 @often(150)
-@given(st.sampled_from(["params", "state"]), st.sampled_from(CONTAINERS), st.sampled_from(["shorter", "longer",
-                                                                                            "array", "dict"]))
+@given(
+  st.sampled_from(["params", "state"]),
+  st.sampled_from(CONTAINERS),
+  st.sampled_from(["shorter", "longer", "array", "dict"]),
+)
 def test_a_container_with_the_wrong_number_of_entries_names_itself(what, place, kind):
   tree = PARAMS if what == "params" else STATE
   sub = get(tree, place)
   new = {"shorter": sub[:-1], "longer": (*sub, ()), "array": jnp.zeros(len(sub)), "dict": dict(enumerate(sub))}[kind]
   arguments = dict(params=replace(tree, place, new)) if what == "params" else dict(state=replace(tree, place, new))
   path = CONTAINER_PATHS[place]
-  rejects(lambda: trace_apply(**arguments), f"{path} (" if path else "serial:", what, f"tuple of {len(sub)}",
-          error=ValueError)
+  rejects(
+    lambda: trace_apply(**arguments), f"{path} (" if path else "serial:", what, f"tuple of {len(sub)}", error=ValueError
+  )
 
 
 OTHER_MODELS = [
-    fc.serial(fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool(2, strides=2), fc.Flatten,
-              fc.Dense(5)),
-    fc.serial(fc.Conv(8, 3, padding="SAME"), fc.BatchNorm(), fc.Relu,
-              fc.residual(fc.serial(fc.Conv(8, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(8)),
-              fc.MaxPool(2, strides=2), fc.Flatten, fc.Dropout(0.5), fc.Dense(5)),
-    fc.serial(fc.Conv(4, 3), fc.BatchNorm(), fc.Relu,
-              fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
-              fc.MaxPool(2, strides=2), fc.Flatten, fc.Dropout(0.5), fc.Dense(5)),
-    fc.serial(fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu,
-              fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
-              fc.MaxPool(2, strides=2), fc.Flatten, fc.Dropout(0.5), fc.Dense(7)),
-    models.small_cnn(5, width=4),
+  fc.serial(fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool(2, strides=2), fc.Flatten, fc.Dense(5)),
+  fc.serial(
+    fc.Conv(8, 3, padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.residual(fc.serial(fc.Conv(8, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(8)),
+    fc.MaxPool(2, strides=2),
+    fc.Flatten,
+    fc.Dropout(0.5),
+    fc.Dense(5),
+  ),
+  fc.serial(
+    fc.Conv(4, 3),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
+    fc.MaxPool(2, strides=2),
+    fc.Flatten,
+    fc.Dropout(0.5),
+    fc.Dense(5),
+  ),
+  fc.serial(
+    fc.Conv(4, 3, padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()), fc.Dense(4)),
+    fc.MaxPool(2, strides=2),
+    fc.Flatten,
+    fc.Dropout(0.5),
+    fc.Dense(7),
+  ),
+  models.small_cnn(5, width=4),
 ]
 
 
@@ -295,10 +414,15 @@ OTHER_MODELS = [
 def test_params_of_another_model_never_run(model, shape):
   """A shorter model's params skip no layer, a wider one's run no other model: each names where they differ."""
   _, params, state = OTHER_MODELS[model].init(KEY, shape)
-  assume(jax.tree.map(jnp.shape, (params, state)) != jax.tree.map(jnp.shape, (PARAMS, STATE)))   # else the same model
+  assume(jax.tree.map(jnp.shape, (params, state)) != jax.tree.map(jnp.shape, (PARAMS, STATE)))  # else the same model
   message = rejects(lambda: trace_apply(params, state), error=ValueError)
-  assert message.startswith(("serial:", *(f"{layer}:" for layer in PLACES.values()),
-                             *(f"{path} (" for path in CONTAINER_PATHS.values() if path))), message
+  assert message.startswith(
+    (
+      "serial:",
+      *(f"{layer}:" for layer in PLACES.values()),
+      *(f"{path} (" for path in CONTAINER_PATHS.values() if path),
+    )
+  ), message
 
 
 @often(60)
@@ -321,11 +445,18 @@ def test_dropout_in_training_needs_a_key_and_batchnorm_a_batch():
 
 OPS_X, OPS_W = jnp.ones((1, 6, 6, 4)), jnp.ones((3, 3, 4, 8))
 OPS = {
-    "conv": (lambda **kw: fc.ops.conv(kw.pop("x", OPS_X), kw.pop("w", OPS_W), **kw), ("strides", "dilation")),
-    "conv_transpose": (lambda **kw: fc.ops.conv_transpose(kw.pop("x", OPS_X), kw.pop("w", OPS_W), **kw),
-                       ("strides", "dilation")),
-    **{name: (lambda name=name, **kw: getattr(fc.ops, name)(kw.pop("x", OPS_X), kw.pop("window_shape", (2, 2)), **kw),
-              ("window_shape", "strides")) for name in ("max_pool", "avg_pool", "sum_pool", "l2_pool")},
+  "conv": (lambda **kw: fc.ops.conv(kw.pop("x", OPS_X), kw.pop("w", OPS_W), **kw), ("strides", "dilation")),
+  "conv_transpose": (
+    lambda **kw: fc.ops.conv_transpose(kw.pop("x", OPS_X), kw.pop("w", OPS_W), **kw),
+    ("strides", "dilation"),
+  ),
+  **{
+    name: (
+      lambda name=name, **kw: getattr(fc.ops, name)(kw.pop("x", OPS_X), kw.pop("window_shape", (2, 2)), **kw),
+      ("window_shape", "strides"),
+    )
+    for name in ("max_pool", "avg_pool", "sum_pool", "l2_pool")
+  },
 }
 
 
@@ -341,8 +472,11 @@ def test_op_window_arguments(name, draw):
 
 
 @often(100)
-@given(st.sampled_from(sorted(OPS)), st.sampled_from([jnp.int32, jnp.int8, jnp.uint8, jnp.bool_]),
-       st.sampled_from(["x", "w"]))
+@given(
+  st.sampled_from(sorted(OPS)),
+  st.sampled_from([jnp.int32, jnp.int8, jnp.uint8, jnp.bool_]),
+  st.sampled_from(["x", "w"]),
+)
 def test_ops_need_floating_inputs(name, dtype, argument):
   if argument == "w" and name not in ("conv", "conv_transpose"):
     argument = "x"
@@ -357,8 +491,12 @@ def test_ops_need_spatial_axes(name, shape):
 
 
 @often(80)
-@given(st.sampled_from(["conv", "max_pool", "avg_pool"]), st.text(max_size=6).filter(
-    lambda s: s.upper() not in ("SAME", "SAME_LOWER", "VALID", "CAUSAL", "CIRCULAR", "REFLECT")))
+@given(
+  st.sampled_from(["conv", "max_pool", "avg_pool"]),
+  st.text(max_size=6).filter(
+    lambda s: s.upper() not in ("SAME", "SAME_LOWER", "VALID", "CAUSAL", "CIRCULAR", "REFLECT")
+  ),
+)
 def test_op_padding(name, padding):
   rejects(lambda: OPS[name][0](padding=padding), f"{name}:", "padding", repr(padding))
 
@@ -367,8 +505,13 @@ def test_op_padding(name, padding):
 @given(st.one_of(bad_counts, st.integers(2, 5)), st.integers(1, 6))
 def test_conv_groups(groups, channels):
   w = jnp.ones((3, 3, max(channels // 2, 1), 6))
-  if isinstance(groups, int) and not isinstance(groups, bool) and groups > 0 and channels == groups * w.shape[-2] \
-      and 6 % groups == 0:
+  if (
+    isinstance(groups, int)
+    and not isinstance(groups, bool)
+    and groups > 0
+    and channels == groups * w.shape[-2]
+    and 6 % groups == 0
+  ):
     groups += 1
   rejects(lambda: fc.ops.conv(jnp.ones((6, 6, channels)), w, groups=groups), "conv:", "groups")
 
@@ -378,8 +521,11 @@ def test_conv_groups(groups, channels):
 def test_op_windows_larger_than_the_padded_input(size, pad, name):
   window = size + 2 * pad + 1
   x = jnp.ones((size, size, 4))
-  call = (lambda: fc.ops.conv(x, jnp.ones((window, window, 4, 2)), padding=pad)) if name == "conv" else \
-      (lambda: getattr(fc.ops, name)(x, (window, window), padding=pad))
+  call = (
+    (lambda: fc.ops.conv(x, jnp.ones((window, window, 4, 2)), padding=pad))
+    if name == "conv"
+    else (lambda: getattr(fc.ops, name)(x, (window, window), padding=pad))
+  )
   rejects(call, f"{name}:", "larger than the padded input", f"({window}, {window})")
 
 
@@ -424,12 +570,17 @@ def test_combinators_take_layers(name, bad, position):
 
 
 @often(40)
-@given(st.sampled_from(NOT_LAYERS), st.sampled_from(["main", "shortcut", "summary", "receptive_field",
-                                                     "shape_dependent"]))
+@given(
+  st.sampled_from(NOT_LAYERS), st.sampled_from(["main", "shortcut", "summary", "receptive_field", "shape_dependent"])
+)
 def test_every_layer_argument_is_checked(bad, where):
-  call = {"main": lambda: fc.residual(bad), "shortcut": lambda: fc.residual(fc.Relu, bad),
-          "summary": lambda: fc.summary(bad, (4,)), "receptive_field": lambda: fc.receptive_field(bad, (4,)),
-          "shape_dependent": lambda: fc.shape_dependent(lambda s: bad).init(KEY, (4,))}[where]
+  call = {
+    "main": lambda: fc.residual(bad),
+    "shortcut": lambda: fc.residual(fc.Relu, bad),
+    "summary": lambda: fc.summary(bad, (4,)),
+    "receptive_field": lambda: fc.receptive_field(bad, (4,)),
+    "shape_dependent": lambda: fc.shape_dependent(lambda s: bad).init(KEY, (4,)),
+  }[where]
   rejects(call, "residual" if where in ("main", "shortcut") else where, "Layer", error=TypeError)
 
 
@@ -449,8 +600,11 @@ def test_fan_ins(axis, rank):
   shapes = [(3,) * rank, (3,) * rank]
   if isinstance(axis, int) and not isinstance(axis, bool) and -rank <= axis < rank:
     shapes[1] = (4,) * rank if rank else (3,)
-    rejects(lambda: fc.FanInConcat(axis).init(KEY, shapes) if rank > 1 else fc.FanInSum.init(KEY, shapes),
-            "FanInConcat:" if rank > 1 else "FanInSum:", f"{shapes}")
+    rejects(
+      lambda: fc.FanInConcat(axis).init(KEY, shapes) if rank > 1 else fc.FanInSum.init(KEY, shapes),
+      "FanInConcat:" if rank > 1 else "FanInSum:",
+      f"{shapes}",
+    )
   else:
     rejects(lambda: fc.FanInConcat(axis).init(KEY, shapes), "FanInConcat:", "axis", repr(axis))
 
@@ -466,18 +620,19 @@ def test_fan_ins_check_their_inputs_at_apply():
 
 
 BUILDERS = {  # builder: {argument: bad values}, and the name its messages use
-    "lenet5": (models.lenet5, "lenet5", dict(activation=["sigmoid", "TANH", None, 3], pooling=["min", "", None])),
-    "alexnet": (models.alexnet, "alexnet", dict(dropout=[-0.1, 1.5, "0.5", None, math.nan])),
-    "vgg11": (lambda **kw: models.vgg((64, "M"), **kw), "vgg",
-              dict(dropout=[2.0, -1.0], classifier_width=[0, -4, 2.5])),
-    "vgg": (lambda config: models.vgg(config), "vgg", dict(config=[(64, "N"), (0, "M"), (64, -1), "64M", 64])),
-    "resnet18": (models.resnet18, "resnet", {}),
-    "cifar_resnet": (lambda depth: models.cifar_resnet(depth), "cifar_resnet",
-                     dict(depth=[2, 21, -4, 0, 19, 3.0, "20"])),
-    "resnet": (lambda stage_sizes: models.resnet(basic_block, stage_sizes), "resnet",
-               dict(stage_sizes=[(2, 0), (2, -1), 2, "22"])),
-    "small_cnn": (models.small_cnn, "small_cnn", dict(width=[0, -1, 1.5], dropout=[1.01])),
-    "mobilenet_v1": (models.mobilenet_v1, "mobilenet_v1", dict(width_multiplier=[0, -1.0, "1", math.inf, None])),
+  "lenet5": (models.lenet5, "lenet5", dict(activation=["sigmoid", "TANH", None, 3], pooling=["min", "", None])),
+  "alexnet": (models.alexnet, "alexnet", dict(dropout=[-0.1, 1.5, "0.5", None, math.nan])),
+  "vgg11": (lambda **kw: models.vgg((64, "M"), **kw), "vgg", dict(dropout=[2.0, -1.0], classifier_width=[0, -4, 2.5])),
+  "vgg": (lambda config: models.vgg(config), "vgg", dict(config=[(64, "N"), (0, "M"), (64, -1), "64M", 64])),
+  "resnet18": (models.resnet18, "resnet", {}),
+  "cifar_resnet": (lambda depth: models.cifar_resnet(depth), "cifar_resnet", dict(depth=[2, 21, -4, 0, 19, 3.0, "20"])),
+  "resnet": (
+    lambda stage_sizes: models.resnet(basic_block, stage_sizes),
+    "resnet",
+    dict(stage_sizes=[(2, 0), (2, -1), 2, "22"]),
+  ),
+  "small_cnn": (models.small_cnn, "small_cnn", dict(width=[0, -1, 1.5], dropout=[1.01])),
+  "mobilenet_v1": (models.mobilenet_v1, "mobilenet_v1", dict(width_multiplier=[0, -1.0, "1", math.inf, None])),
 }
 
 
@@ -511,13 +666,21 @@ def idx_bytes(array):
 
 def mnist_files(train=4, test=3):
   rng = np.random.default_rng(0)
-  return [rng.integers(0, 256, (train, 28, 28)), rng.integers(0, 10, train), rng.integers(0, 256, (test, 28, 28)),
-          rng.integers(0, 10, test)]
+  return [
+    rng.integers(0, 256, (train, 28, 28)),
+    rng.integers(0, 10, train),
+    rng.integers(0, 256, (test, 28, 28)),
+    rng.integers(0, 10, test),
+  ]
 
 
 @often(120)
-@given(st.sampled_from(["missing", "truncated", "mislabelled", "miscounted", "swapped"]), st.booleans(),
-       st.integers(0, 3), st.integers(0, 10**6))
+@given(
+  st.sampled_from(["missing", "truncated", "mislabelled", "miscounted", "swapped"]),
+  st.booleans(),
+  st.integers(0, 3),
+  st.integers(0, 10**6),
+)
 def test_mnist_directory_with_bad_files(kind, compress, which, cut):
   arrays = mnist_files()
   if kind == "mislabelled":
@@ -537,10 +700,11 @@ def test_mnist_directory_with_bad_files(kind, compress, which, cut):
       return
     if kind == "truncated":
       raw = paths[which].read_bytes()
-      paths[which].write_bytes(raw[:cut % len(raw)])
+      paths[which].write_bytes(raw[: cut % len(raw)])
     shown = paths[{"truncated": which, "swapped": which & 2}.get(kind, which | 1)].name
-    rejects(lambda: data.load("mnist", directory), "mnist" if kind != "truncated" else "read_idx", shown,
-            error=ValueError)
+    rejects(
+      lambda: data.load("mnist", directory), "mnist" if kind != "truncated" else "read_idx", shown, error=ValueError
+    )
 
 
 def cifar_batch(n, labels, rows=3072, key=b"labels"):
@@ -549,8 +713,11 @@ def cifar_batch(n, labels, rows=3072, key=b"labels"):
 
 
 @often(100)
-@given(st.sampled_from(["truncated", "mislabelled", "miscounted", "wrong key", "wrong rows", "archive"]),
-       st.integers(0, 5), st.integers(0, 10**6))
+@given(
+  st.sampled_from(["truncated", "mislabelled", "miscounted", "wrong key", "wrong rows", "archive"]),
+  st.integers(0, 5),
+  st.integers(0, 10**6),
+)
 def test_cifar_directory_with_bad_files(kind, which, cut):
   names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
   with tempfile.TemporaryDirectory() as directory:
@@ -558,19 +725,25 @@ def test_cifar_directory_with_bad_files(kind, which, cut):
     folder.mkdir()
     for i, name in enumerate(names):
       labels = [1, 2] if i != which else {"mislabelled": [1, 10], "miscounted": [1]}.get(kind, [1, 2])
-      (folder / name).write_bytes(cifar_batch(2, labels, 3071 if kind == "wrong rows" and i == which else 3072,
-                                              b"fine" if kind == "wrong key" and i == which else b"labels"))
+      (folder / name).write_bytes(
+        cifar_batch(
+          2,
+          labels,
+          3071 if kind == "wrong rows" and i == which else 3072,
+          b"fine" if kind == "wrong key" and i == which else b"labels",
+        )
+      )
     path = folder / names[which]
     if kind == "truncated":
       raw = path.read_bytes()
-      path.write_bytes(raw[:cut % len(raw)])
+      path.write_bytes(raw[: cut % len(raw)])
     if kind == "archive":
       archive = pathlib.Path(directory) / "cifar-10-python.tar.gz"
       buffer = io.BytesIO()
       with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
       raw = buffer.getvalue()
-      archive.write_bytes(raw[:cut % (len(raw) * 9 // 10)])   # the end is zero padding tar may not read
+      archive.write_bytes(raw[: cut % (len(raw) * 9 // 10)])  # the end is zero padding tar may not read
       for file in folder.iterdir():
         file.unlink()
       folder.rmdir()
@@ -580,11 +753,17 @@ def test_cifar_directory_with_bad_files(kind, which, cut):
 
 
 CLI_FLAGS = {
-    "--epochs": ["0", "-3", "1.5", "ten"], "--batch-size": ["0", "-64", "abc"],
-    "--lr": ["0", "-0.1", "nan", "inf", "x"], "--clip": ["0", "-1", "nan"],
-    "--label-smoothing": ["-0.1", "1.5", "nan"], "--patience": ["-1", "2.5"],
-    "--seed": ["-1", "s"], "--model": ["resnet", "VGG11", ""], "--dataset": ["imagenet", "MNIST"],
-    "--optimizer": ["rmsprop"], "--schedule": ["linear"],
+  "--epochs": ["0", "-3", "1.5", "ten"],
+  "--batch-size": ["0", "-64", "abc"],
+  "--lr": ["0", "-0.1", "nan", "inf", "x"],
+  "--clip": ["0", "-1", "nan"],
+  "--label-smoothing": ["-0.1", "1.5", "nan"],
+  "--patience": ["-1", "2.5"],
+  "--seed": ["-1", "s"],
+  "--model": ["resnet", "VGG11", ""],
+  "--dataset": ["imagenet", "MNIST"],
+  "--optimizer": ["rmsprop"],
+  "--schedule": ["linear"],
 }
 
 
@@ -608,7 +787,10 @@ def test_cli_out_must_be_a_directory(tmp_path):
 
 # What users reasonably write works.
 
-@pytest.mark.parametrize("make,shape,expected", [
+
+@pytest.mark.parametrize(
+  "make,shape,expected",
+  [
     (lambda: fc.Conv(8, 3), (8, 8, 1), (6, 6, 8)),
     (lambda: fc.Conv(8, 3, strides=2, padding="SAME"), (8, 8, 1), (4, 4, 8)),
     (lambda: fc.Conv(8, 3, padding="CAUSAL", dilation=2), (10, 2), (10, 8)),
@@ -621,7 +803,8 @@ def test_cli_out_must_be_a_directory(tmp_path):
     (lambda: fc.SumPool(2, strides=2), (8, 3), (4, 3)),
     (lambda: fc.L2Pool(2, strides=2), (4, 4, 4, 1), (2, 2, 2, 1)),
     (lambda: fc.AdaptiveAvgPool(3), (7, 7, 2), (3, 3, 2)),
-])
+  ],
+)
 def test_int_windows_mean_every_spatial_axis(make, shape, expected):
   layer = make()
   out, params, state = layer.init(KEY, shape)
@@ -632,8 +815,10 @@ def test_int_windows_mean_every_spatial_axis(make, shape, expected):
 
 
 def test_int_windows_equal_their_tuple_forms():
-  for short, full in [(fc.Conv(4, 3, strides=2, dilation=1), fc.Conv(4, (3, 3), strides=(2, 2), dilation=(1, 1))),
-                      (fc.MaxPool(2, strides=2), fc.MaxPool((2, 2), strides=(2, 2)))]:
+  for short, full in [
+    (fc.Conv(4, 3, strides=2, dilation=1), fc.Conv(4, (3, 3), strides=(2, 2), dilation=(1, 1))),
+    (fc.MaxPool(2, strides=2), fc.MaxPool((2, 2), strides=(2, 2))),
+  ]:
     _, params, state = full.init(KEY, (7, 7, 2))
     x = jax.random.normal(KEY, (7, 7, 2))
     np.testing.assert_array_equal(short.apply(params, state, x)[0], full.apply(params, state, x)[0])
@@ -663,7 +848,9 @@ def test_from_stax_layers_count_their_params_and_an_unknown_field():
   stax = pytest.importorskip("jax.example_libraries.stax")
   net = fc.serial(fc.from_stax(stax.Conv(4, (3, 3))), fc.Relu, fc.Conv(2, 3), fc.Flatten, fc.Dense(2))
   info = fc.summary(net, (8, 8, 1), print_fn=None)
-  assert (info["rows"][0]["name"], info["rows"][0]["type"]) == ("0", "stax") and info["rows"][0]["params"] == 3 * 3 * 4 + 4
+  assert (info["rows"][0]["name"], info["rows"][0]["type"]) == ("0", "stax") and info["rows"][0][
+    "params"
+  ] == 3 * 3 * 4 + 4
   assert info["params"] == 40 + 74 + 66
   fields = [r["size"] for r in fc.receptive_field(net, (8, 8, 1))]
   assert fields == ["unknown", "unknown", "unknown", None, None]
@@ -680,8 +867,9 @@ def test_empty_kernel_windows(window):
 
 def test_batched_needs_an_apply_function_and_a_batch_axis():
   rejects(lambda: fc.batched(fc.Relu), "batched:", "apply")
-  rejects(lambda: fc.batched(fc.Relu.apply)((), (), jnp.float32(1.0)), "batched:", "leading batch axis",
-          error=ValueError)
+  rejects(
+    lambda: fc.batched(fc.Relu.apply)((), (), jnp.float32(1.0)), "batched:", "leading batch axis", error=ValueError
+  )
 
 
 def test_the_count_of_bad_inputs(request, capsys):

@@ -6,6 +6,7 @@ bfloat16 and complex64.
 (`funconv.ops.conv`, looked up by `funconv.layers.conv` at apply time) replaced, with pytest's
 monkeypatch, by `tests.oracle.native_conv`.
 """
+
 import contextlib
 import importlib
 
@@ -70,6 +71,7 @@ def setup(dtype):
 def loss_fn(net, state, dtype):
   """A real scalar loss of `(params, x, labels)`: cross-entropy in float32, or for complex logits
   the mean squared modulus (complex logits have no softmax)."""
+
   def loss(params, x, labels):
     logits, _ = fc.batched(net.apply)(params, state, x)
     chex.assert_shape(logits, (x.shape[0], CLASSES))
@@ -77,6 +79,7 @@ def loss_fn(net, state, dtype):
       return jnp.mean(jnp.sum(jnp.abs(logits) ** 2, axis=-1))
     log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=-1))
+
   return loss
 
 
@@ -99,6 +102,7 @@ def native_convolution(monkeypatch):
         if value is original:
           m.setattr(layer_module, name, native_conv)
       yield
+
   return patched
 
 
@@ -153,7 +157,7 @@ def test_cnn_hessian_in_last_conv_kernel_matches_native(dtype, native_convolutio
   kernel is split into real and imaginary parts (`hessian` differentiates real inputs)."""
   net, params, state, x, labels = setup(dtype)
   loss = loss_fn(net, state, dtype)
-  conv_index = 3 if dtype != "complex64" else 2   # serial: conv, tanh, [pool], conv, ...
+  conv_index = 3 if dtype != "complex64" else 2  # serial: conv, tanh, [pool], conv, ...
   kernel = params[conv_index][0]
   chex.assert_shape(kernel, (3, 3, 2, 6))
 
@@ -183,21 +187,26 @@ def test_cnn_ensemble_vmap_over_first_conv_kernel_matches_native(dtype, native_c
   loss = loss_fn(net, state, dtype)
   kernel = params[0][0]
   rng = np.random.default_rng(20)
-  kernels = np.stack([np.asarray(kernel)] + [np.asarray(kernel) * (1 + 0.5 * rng.standard_normal(kernel.shape))
-                                              for _ in range(3)])
+  kernels = np.stack(
+    [np.asarray(kernel)] + [np.asarray(kernel) * (1 + 0.5 * rng.standard_normal(kernel.shape)) for _ in range(3)]
+  )
   kernels = jnp.asarray(kernels.astype(kernel.dtype))
 
-  rest = (params[0][1:], *params[1:])   # every parameter but the first kernel
+  rest = (params[0][1:], *params[1:])  # every parameter but the first kernel
 
   def member(k, rest, x):
     return loss(((k, *rest[0]), *rest[1:]), x, labels)
 
   program = lambda kernels, rest, x: jax.vmap(jax.value_and_grad(member, argnums=(0, 1)), in_axes=(0, None, None))(
-      kernels, rest, x)
+    kernels, rest, x
+  )
   (values, (dk, dparams)), expected = both(program, native_convolution, kernels, rest, x)
   chex.assert_shape([values, dk], [(4,), kernels.shape])
   assert dk.dtype == kernel.dtype
   assert_trees_close((values, dk, dparams), (expected[0], *expected[1]), TOL[dtype])
   # Member 0 is the unmodified model.
-  np.testing.assert_allclose(np.float32(values[0]), np.float32(jax.jit(loss)(params, x, labels)),
-                             rtol=TOL[dtype] if dtype != "bfloat16" else 1e-2)
+  np.testing.assert_allclose(
+    np.float32(values[0]),
+    np.float32(jax.jit(loss)(params, x, labels)),
+    rtol=TOL[dtype] if dtype != "bfloat16" else 1e-2,
+  )

@@ -1,4 +1,5 @@
 """serial / parallel / fan-in / residual: composition, key splitting, state threading."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,15 +8,21 @@ import funconv as fc
 
 
 def test_serial_reads_like_stax_and_threads_state():
-  net = fc.serial(fc.Conv(32, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu,
-                  fc.MaxPool((2, 2), strides=(2, 2)), fc.Flatten, fc.Dense(10))
+  net = fc.serial(
+    fc.Conv(32, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.MaxPool((2, 2), strides=(2, 2)),
+    fc.Flatten,
+    fc.Dense(10),
+  )
   out_shape, params, state = net.init(jax.random.key(0), (28, 28, 1))
   assert out_shape == (10,)
   assert len(params) == len(state) == 6
   images = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
   logits, new_state = fc.batched(net.apply)(params, state, images, key=jax.random.key(2), train=True)
   assert logits.shape == (4, 10)
-  assert not np.allclose(new_state[1][0], state[1][0])        # BatchNorm's running mean moved
+  assert not np.allclose(new_state[1][0], state[1][0])  # BatchNorm's running mean moved
   assert new_state[0] == () and new_state[2] == ()
 
 
@@ -57,8 +64,16 @@ def test_per_example_grads_equal_single_example_grads():
 
 
 def test_small_cnn_programs_have_no_native_convolution():
-  net = fc.serial(fc.Conv(8, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
-                  fc.DepthwiseConv((3, 3)), fc.ConvTranspose(4, (2, 2), strides=(2, 2)), fc.GlobalAvgPool, fc.Dense(10))
+  net = fc.serial(
+    fc.Conv(8, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.DepthwiseConv((3, 3)),
+    fc.ConvTranspose(4, (2, 2), strides=(2, 2)),
+    fc.GlobalAvgPool,
+    fc.Dense(10),
+  )
   _, params, state = net.init(jax.random.key(0), (16, 16, 3))
   x = jnp.ones((2, 16, 16, 3))
 

@@ -1,4 +1,5 @@
 """The literature studies run end to end (slow: `-m slow`), reduced to their quick form with one seed."""
+
 import json
 import pathlib
 import subprocess
@@ -11,12 +12,17 @@ EXPERIMENTS = pathlib.Path(__file__).parent.parent / "experiments"
 
 @pytest.mark.slow
 def test_every_study_runs_and_writes_results_and_figures(tmp_path):
-  done = subprocess.run([sys.executable, str(EXPERIMENTS / "run_all.py"), "--quick", "--seeds", "1", "--out",
-                         str(tmp_path)], capture_output=True, text=True, timeout=1800)
+  done = subprocess.run(
+    [sys.executable, str(EXPERIMENTS / "run_all.py"), "--quick", "--seeds", "1", "--out", str(tmp_path)],
+    capture_output=True,
+    text=True,
+    timeout=1800,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   summary = json.loads((tmp_path / "run_all.json").read_text())
   sys.path.insert(0, str(EXPERIMENTS))
   from run_all import STUDIES
+
   assert list(summary["studies"]) == list(STUDIES)
   for name in STUDIES:
     results = json.loads((tmp_path / f"{name}.json").read_text())

@@ -1,4 +1,5 @@
 """summary, receptive_field and from_stax."""
+
 import time
 
 import jax
@@ -15,8 +16,12 @@ def test_summary_counts_parameters_and_macs_without_allocating():
   info = fc.summary(net, (28, 28, 1), print_fn=lines.append)
   assert info["params"] == (9 * 8 + 8) + (26 * 26 * 8 * 10 + 10)
   assert info["macs"] == 26 * 26 * 8 * 9 + 26 * 26 * 8 * 10
-  assert [(r["name"], r["type"]) for r in info["rows"]] == [("0", "Conv"), ("1", "Relu"), ("2", "Flatten"),
-                                                            ("3", "Dense")]
+  assert [(r["name"], r["type"]) for r in info["rows"]] == [
+    ("0", "Conv"),
+    ("1", "Relu"),
+    ("2", "Flatten"),
+    ("3", "Dense"),
+  ]
   assert info["rows"][0]["output_shape"] == (26, 26, 8)
   assert "total" in lines[0]
 
@@ -24,18 +29,23 @@ def test_summary_counts_parameters_and_macs_without_allocating():
 def test_summary_of_a_huge_model_is_quick():
   big = fc.serial(*[fc.Conv(512, (3, 3), padding="SAME") for _ in range(8)], fc.Flatten, fc.Dense(4096))
   start = time.perf_counter()
-  info = fc.summary(big, (224, 224, 3), print_fn=None)     # ~3.7 G params if allocated
+  info = fc.summary(big, (224, 224, 3), print_fn=None)  # ~3.7 G params if allocated
   assert time.perf_counter() - start < 10
   assert info["params"] > 3_000_000_000
 
 
 def test_receptive_field_matches_the_textbook_recurrence():
-  net = fc.serial(fc.Conv(4, (3, 3)), fc.Conv(4, (3, 3), strides=(2, 2)), fc.MaxPool((2, 2), (2, 2)),
-                  fc.Conv(4, (3, 3), padding="SAME", dilation=(2, 2)), fc.GlobalAvgPool)
+  net = fc.serial(
+    fc.Conv(4, (3, 3)),
+    fc.Conv(4, (3, 3), strides=(2, 2)),
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.Conv(4, (3, 3), padding="SAME", dilation=(2, 2)),
+    fc.GlobalAvgPool,
+  )
   rows = fc.receptive_field(net, (64, 64, 3))
   assert [r["size"] for r in rows] == [(3, 3), (5, 5), (7, 7), (23, 23), None]
   assert [r["jump"] for r in rows][:4] == [(1, 1), (2, 2), (4, 4), (4, 4)]
-  assert rows[3]["start"] == (3.0, 3.0)   # "SAME" pads the dilated 5-tap window by 2: centred
+  assert rows[3]["start"] == (3.0, 3.0)  # "SAME" pads the dilated 5-tap window by 2: centred
 
 
 def test_receptive_field_agrees_with_gradients():

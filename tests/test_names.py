@@ -1,4 +1,5 @@
 """Layer names (`named`, keyword layers), `capture` of intermediate outputs, params and state by name."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,9 +10,15 @@ import funconv as fc
 from funconv import models
 
 KEY = jax.random.key(0)
-NET = fc.serial(fc.named("conv", fc.Conv(4, 3, padding="SAME")), fc.BatchNorm(), fc.Relu,
-                fc.residual(fc.serial(c=fc.Conv(4, 3, padding="SAME"), norm=fc.LayerNorm())),
-                fc.MaxPool(2, strides=2), fc.Flatten, head=fc.Dense(3))
+NET = fc.serial(
+  fc.named("conv", fc.Conv(4, 3, padding="SAME")),
+  fc.BatchNorm(),
+  fc.Relu,
+  fc.residual(fc.serial(c=fc.Conv(4, 3, padding="SAME"), norm=fc.LayerNorm())),
+  fc.MaxPool(2, strides=2),
+  fc.Flatten,
+  head=fc.Dense(3),
+)
 IN = (6, 6, 2)
 _, PARAMS, STATE = NET.init(KEY, IN)
 X = jax.random.normal(jax.random.key(1), IN)
@@ -28,18 +35,35 @@ def by_hand(x, train=False):
   block = norm + relu
   pool, _ = fc.MaxPool(2, strides=2).apply((), (), block)
   head, _ = fc.Dense(3).apply(p[6], (), pool.reshape(-1))
-  return {"conv": conv, "1": bn, "2": relu, "3/branches/main/c": c, "3/branches/main/norm": norm,
-          "3/branches/main": norm, "3/branches/shortcut": relu, "3/add": block, "3": block, "4": pool,
-          "5": pool.reshape(-1), "head": head}
+  return {
+    "conv": conv,
+    "1": bn,
+    "2": relu,
+    "3/branches/main/c": c,
+    "3/branches/main/norm": norm,
+    "3/branches/main": norm,
+    "3/branches/shortcut": relu,
+    "3/add": block,
+    "3": block,
+    "4": pool,
+    "5": pool.reshape(-1),
+    "head": head,
+  }
 
 
 def test_names_replace_indices_in_summary_and_errors():
   rows = fc.summary(NET, IN, print_fn=None)["rows"]
   assert [(r["name"], r["type"], r["index"]) for r in rows] == [
-      ("conv", "Conv", (0,)), ("1", "BatchNorm", (1,)), ("2", "Relu", (2,)),
-      ("3/branches/main/c", "Conv", (3, 1, 0, 0)), ("3/branches/main/norm", "LayerNorm", (3, 1, 0, 1)),
-      ("3/branches/shortcut", "Identity", (3, 1, 1)), ("4", "MaxPool", (4,)), ("5", "Flatten", (5,)),
-      ("head", "Dense", (6,))]
+    ("conv", "Conv", (0,)),
+    ("1", "BatchNorm", (1,)),
+    ("2", "Relu", (2,)),
+    ("3/branches/main/c", "Conv", (3, 1, 0, 0)),
+    ("3/branches/main/norm", "LayerNorm", (3, 1, 0, 1)),
+    ("3/branches/shortcut", "Identity", (3, 1, 1)),
+    ("4", "MaxPool", (4,)),
+    ("5", "Flatten", (5,)),
+    ("head", "Dense", (6,)),
+  ]
   wrong = list(PARAMS)
   wrong[3] = ((), (((jnp.zeros((3, 3, 4, 5)), jnp.zeros(5)), PARAMS[3][1][0][1]), ()), ())
   with pytest.raises(ValueError, match=r"^3/branches/main/c \(Conv\): params\[0\] has shape \(3, 3, 4, 5\)"):
@@ -51,7 +75,9 @@ def test_names_replace_indices_in_summary_and_errors():
 def test_a_name_on_a_named_layer_adds_a_level_and_the_outermost_name_counts():
   inner = fc.named("block", fc.named("conv", fc.Conv(2, 3)))
   assert [r["name"] for r in fc.summary(fc.serial(inner, fc.Relu), (5, 5, 1), print_fn=None)["rows"]] == [
-      "block/conv", "1"]
+    "block/conv",
+    "1",
+  ]
   assert [r["name"] for r in fc.summary(fc.named("net", fc.Dense(2)), (3,), print_fn=None)["rows"]] == ["net"]
 
 
@@ -68,7 +94,7 @@ def test_sibling_names_must_differ_and_keyword_layers_are_checked():
     fc.parallel(fc.named("x", fc.Relu), fc.named("x", fc.Relu))
   with pytest.raises(TypeError, match="serial: layer conv must be a funconv Layer.*a constructor"):
     fc.serial(conv=fc.Conv)
-  fc.serial(fc.named("a", fc.Relu), fc.serial(fc.named("a", fc.Relu)))   # different containers: fine
+  fc.serial(fc.named("a", fc.Relu), fc.serial(fc.named("a", fc.Relu)))  # different containers: fine
 
 
 @pytest.mark.parametrize("wrap", ["eager", "jit"])
@@ -108,7 +134,7 @@ def test_capture_under_batched_and_in_training():
   chex.assert_shape([outputs["head"], y], (3, 3))
   np.testing.assert_allclose(outputs["head"], y)
   conv = jax.vmap(lambda x: by_hand(x)["conv"])(xs)
-  mean, var = conv.mean((0, 1, 2), keepdims=True), conv.var((0, 1, 2), keepdims=True)   # BatchNorm's batch statistics
+  mean, var = conv.mean((0, 1, 2), keepdims=True), conv.var((0, 1, 2), keepdims=True)  # BatchNorm's batch statistics
   normalised = (conv - mean) / jnp.sqrt(var + 1e-5)
   np.testing.assert_allclose(outputs["1"], normalised, rtol=1e-4, atol=1e-4)
   chex.assert_trees_all_equal_shapes(state, STATE)
@@ -116,19 +142,26 @@ def test_capture_under_batched_and_in_training():
 
 def test_a_gradient_through_a_captured_output():
   """A probe's loss on an intermediate output: its gradient is the one of the layers up to it."""
+
   def probe(params):
     (_, outputs), _ = fc.capture(NET.apply, "3")(params, STATE, X)
     return jnp.sum(outputs["3"] ** 2)
 
   def up_to_block(params):
-    front = fc.serial(*[fc.Conv(4, 3, padding="SAME"), fc.BatchNorm(), fc.Relu,
-                        fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm()))])
+    front = fc.serial(
+      *[
+        fc.Conv(4, 3, padding="SAME"),
+        fc.BatchNorm(),
+        fc.Relu,
+        fc.residual(fc.serial(fc.Conv(4, 3, padding="SAME"), fc.LayerNorm())),
+      ]
+    )
     y, _ = front.apply(params[:4], STATE[:4], X)
-    return jnp.sum(y ** 2)
+    return jnp.sum(y**2)
 
   grads = jax.grad(probe)(PARAMS)
   chex.assert_trees_all_close(grads[:4], jax.grad(up_to_block)(PARAMS)[:4], rtol=1e-5, atol=1e-6)
-  assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(grads[6]))   # the head is after the probe
+  assert all(float(jnp.abs(g).sum()) == 0 for g in jax.tree.leaves(grads[6]))  # the head is after the probe
 
 
 def test_shape_dependent_layers_are_captured_once():
@@ -140,10 +173,22 @@ def test_shape_dependent_layers_are_captured_once():
 
 def test_param_names_address_params_and_state():
   names, state_names = fc.param_names(NET, IN)
-  assert names == (("conv/W", "conv/b"), ("1/beta", "1/gamma"), (),
-                   ((), ((("3/branches/main/c/W", "3/branches/main/c/b"), ("3/branches/main/norm/beta",
-                                                                         "3/branches/main/norm/gamma")), ()), ()),
-                   (), (), ("head/W", "head/b"))
+  assert names == (
+    ("conv/W", "conv/b"),
+    ("1/beta", "1/gamma"),
+    (),
+    (
+      (),
+      (
+        (("3/branches/main/c/W", "3/branches/main/c/b"), ("3/branches/main/norm/beta", "3/branches/main/norm/gamma")),
+        (),
+      ),
+      (),
+    ),
+    (),
+    (),
+    ("head/W", "head/b"),
+  )
   assert state_names == ((), ("1/mean", "1/var"), (), ((), (((), ()), ()), ()), (), (), ())
   flat = fc.by_name(names, PARAMS)
   assert list(flat)[:3] == ["conv/W", "conv/b", "1/beta"] and flat["head/W"] is PARAMS[6][0]
@@ -162,14 +207,22 @@ def test_param_names_address_params_and_state():
 def test_param_names_of_a_layer_alone_and_without_bias():
   assert fc.param_names(fc.Dense(3), (4,)) == (("W", "b"), ())
   assert fc.param_names(fc.serial(fc.Conv(2, 3, use_bias=False), fc.LayerNorm(center=False)), (4, 4, 1))[0] == (
-      ("0/W",), (None, "1/gamma"))
+    ("0/W",),
+    (None, "1/gamma"),
+  )
 
 
-ZOO = [(models.lenet5, (28, 28, 1)), (models.resnet20, (32, 32, 3)), (lambda: models.cifar_resnet(8, shortcuts=False),
-                                                                      (32, 32, 3)),
-       (models.resnet18, (64, 64, 3)), (models.resnet50, (64, 64, 3)), (models.small_cnn, (8, 8, 1)),
-       (lambda: models.vgg11(batch_norm=True), (32, 32, 3)), (models.alexnet, (64, 64, 3)),
-       (lambda: models.mobilenet_v1(width_multiplier=0.25), (32, 32, 3))]
+ZOO = [
+  (models.lenet5, (28, 28, 1)),
+  (models.resnet20, (32, 32, 3)),
+  (lambda: models.cifar_resnet(8, shortcuts=False), (32, 32, 3)),
+  (models.resnet18, (64, 64, 3)),
+  (models.resnet50, (64, 64, 3)),
+  (models.small_cnn, (8, 8, 1)),
+  (lambda: models.vgg11(batch_norm=True), (32, 32, 3)),
+  (models.alexnet, (64, 64, 3)),
+  (lambda: models.mobilenet_v1(width_multiplier=0.25), (32, 32, 3)),
+]
 
 
 @pytest.mark.parametrize("make, shape", ZOO)
@@ -191,11 +244,18 @@ def test_zoo_names_reach_inside():
   assert fc.by_name(names, params)["stage2/block0/residual/branches/main/conv1/W"].shape == (3, 3, 16, 32)
   lenet = models.lenet5()
   assert "C3/W" in fc.by_name(fc.param_names(lenet, (32, 32, 1))[0], lenet.init(KEY, (32, 32, 1))[1])
-  out = jax.eval_shape(lambda p, s, x: fc.capture(net.apply, ["stage2", "stage3/block2/relu", "pool"])(p, s, x),
-                       params, state, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))
+  out = jax.eval_shape(
+    lambda p, s, x: fc.capture(net.apply, ["stage2", "stage3/block2/relu", "pool"])(p, s, x),
+    params,
+    state,
+    jax.ShapeDtypeStruct((32, 32, 3), jnp.float32),
+  )
   (_, outputs), _ = out
-  assert {k: v.shape for k, v in outputs.items()} == {"stage2": (16, 16, 32), "stage3/block2/relu": (8, 8, 64),
-                                                      "pool": (64,)}
+  assert {k: v.shape for k, v in outputs.items()} == {
+    "stage2": (16, 16, 32),
+    "stage3/block2/relu": (8, 8, 64),
+    "pool": (64,),
+  }
   plain = fc.summary(models.cifar_resnet(20, shortcuts=False), (32, 32, 3), print_fn=None)
   assert plain["params"] == fc.summary(net, (32, 32, 3), print_fn=None)["params"]
   assert "FanInSum" not in {r["type"] for r in plain["rows"]}

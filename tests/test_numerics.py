@@ -1,6 +1,7 @@
 """Numerical hygiene: every layer and zoo model runs forward (training and evaluation) and backward under
 `jax_debug_nans` on ordinary inputs, with finite results; L2 pooling and the normalisation layers have finite
 gradients at exactly zero input."""
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -37,6 +38,7 @@ def forward_and_backward(net, x, key=jax.random.key(0)):
 
   def run(params, x):
     return apply(params, state, x)[0], jax.grad(loss, argnums=(0, 1), has_aux=True)(params, x)
+
   return jax.jit(run, compiler_options=FAST)(params, x)
 
 
@@ -46,39 +48,44 @@ def assert_finite(tree):
 
 
 LAYERS = [  # (id, layer, input shape of one example)
-    ("Dense", fc.Dense(5), (7,)),
-    ("Conv", fc.Conv(4, (3, 3), padding="SAME"), (6, 6, 3)),
-    ("Conv_strided_dilated_grouped", fc.Conv(6, (3, 3), strides=(2, 2), dilation=(2, 1), groups=3), (9, 9, 3)),
-    ("Conv_1d_causal", fc.Conv(4, (3,), padding="CAUSAL"), (10, 2)),
-    ("Conv_3d_circular", fc.Conv(2, (2, 2, 2), padding="CIRCULAR"), (4, 4, 4, 2)),
-    ("ConvTranspose", fc.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME"), (5, 5, 3)),
-    ("DepthwiseConv", fc.DepthwiseConv((3, 3), depth_multiplier=2), (6, 6, 3)),
-    ("SeparableConv", fc.SeparableConv(4, (3, 3), padding="SAME"), (6, 6, 3)),
-    ("Dropout", fc.Dropout(0.5), (6, 6, 3)),
-    ("Flatten", fc.Flatten, (6, 6, 3)),
-    ("Reshape", fc.Reshape((-1, 9)), (6, 6, 3)),
-    ("Identity", fc.Identity, (6, 6, 3)),
-    *((name, getattr(fc, name), (6, 6, 3)) for name in
-      ("Relu", "LeakyRelu", "Elu", "Selu", "Gelu", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax")),
-    ("elementwise", fc.elementwise(jnp.sin), (6, 6, 3)),
-    ("MaxPool", fc.MaxPool((2, 2), strides=(2, 2)), (6, 6, 3)),
-    ("MaxPool_overlapping", fc.MaxPool((3, 3), padding="SAME"), (6, 6, 3)),
-    ("AvgPool", fc.AvgPool((3, 3), strides=(2, 2), padding="SAME", count_include_pad=False), (6, 6, 3)),
-    ("SumPool", fc.SumPool((2, 2)), (6, 6, 3)),
-    ("L2Pool", fc.L2Pool((2, 2), strides=(2, 2)), (6, 6, 3)),
-    ("L2Pool_overlapping", fc.L2Pool((3, 3), padding="SAME"), (6, 6, 3)),
-    ("GlobalAvgPool", fc.GlobalAvgPool, (6, 6, 3)),
-    ("GlobalMaxPool", fc.GlobalMaxPool, (6, 6, 3)),
-    ("AdaptiveAvgPool", fc.AdaptiveAvgPool((4, 4)), (6, 6, 3)),
-    ("BatchNorm", fc.BatchNorm(), (6, 6, 4)),
-    ("LayerNorm", fc.LayerNorm(), (6, 6, 4)),
-    ("GroupNorm", fc.GroupNorm(num_groups=2), (6, 6, 4)),
-    ("FanOut_parallel_FanInSum", fc.serial(fc.FanOut(2), fc.parallel(fc.Conv(3, (3, 3), padding="SAME"), fc.Identity),
-                                           fc.FanInSum), (6, 6, 3)),
-    ("FanInConcat", fc.serial(fc.FanOut(2), fc.FanInConcat()), (6, 6, 3)),
-    ("residual", fc.residual(fc.Conv(3, (3, 3), padding="SAME")), (6, 6, 3)),
-    ("shape_dependent", fc.shape_dependent(lambda shape: fc.Dense(shape[-1])), (7,)),
-    ("from_stax", fc.from_stax(stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu)), (6, 6, 3)),
+  ("Dense", fc.Dense(5), (7,)),
+  ("Conv", fc.Conv(4, (3, 3), padding="SAME"), (6, 6, 3)),
+  ("Conv_strided_dilated_grouped", fc.Conv(6, (3, 3), strides=(2, 2), dilation=(2, 1), groups=3), (9, 9, 3)),
+  ("Conv_1d_causal", fc.Conv(4, (3,), padding="CAUSAL"), (10, 2)),
+  ("Conv_3d_circular", fc.Conv(2, (2, 2, 2), padding="CIRCULAR"), (4, 4, 4, 2)),
+  ("ConvTranspose", fc.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME"), (5, 5, 3)),
+  ("DepthwiseConv", fc.DepthwiseConv((3, 3), depth_multiplier=2), (6, 6, 3)),
+  ("SeparableConv", fc.SeparableConv(4, (3, 3), padding="SAME"), (6, 6, 3)),
+  ("Dropout", fc.Dropout(0.5), (6, 6, 3)),
+  ("Flatten", fc.Flatten, (6, 6, 3)),
+  ("Reshape", fc.Reshape((-1, 9)), (6, 6, 3)),
+  ("Identity", fc.Identity, (6, 6, 3)),
+  *(
+    (name, getattr(fc, name), (6, 6, 3))
+    for name in ("Relu", "LeakyRelu", "Elu", "Selu", "Gelu", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax")
+  ),
+  ("elementwise", fc.elementwise(jnp.sin), (6, 6, 3)),
+  ("MaxPool", fc.MaxPool((2, 2), strides=(2, 2)), (6, 6, 3)),
+  ("MaxPool_overlapping", fc.MaxPool((3, 3), padding="SAME"), (6, 6, 3)),
+  ("AvgPool", fc.AvgPool((3, 3), strides=(2, 2), padding="SAME", count_include_pad=False), (6, 6, 3)),
+  ("SumPool", fc.SumPool((2, 2)), (6, 6, 3)),
+  ("L2Pool", fc.L2Pool((2, 2), strides=(2, 2)), (6, 6, 3)),
+  ("L2Pool_overlapping", fc.L2Pool((3, 3), padding="SAME"), (6, 6, 3)),
+  ("GlobalAvgPool", fc.GlobalAvgPool, (6, 6, 3)),
+  ("GlobalMaxPool", fc.GlobalMaxPool, (6, 6, 3)),
+  ("AdaptiveAvgPool", fc.AdaptiveAvgPool((4, 4)), (6, 6, 3)),
+  ("BatchNorm", fc.BatchNorm(), (6, 6, 4)),
+  ("LayerNorm", fc.LayerNorm(), (6, 6, 4)),
+  ("GroupNorm", fc.GroupNorm(num_groups=2), (6, 6, 4)),
+  (
+    "FanOut_parallel_FanInSum",
+    fc.serial(fc.FanOut(2), fc.parallel(fc.Conv(3, (3, 3), padding="SAME"), fc.Identity), fc.FanInSum),
+    (6, 6, 3),
+  ),
+  ("FanInConcat", fc.serial(fc.FanOut(2), fc.FanInConcat()), (6, 6, 3)),
+  ("residual", fc.residual(fc.Conv(3, (3, 3), padding="SAME")), (6, 6, 3)),
+  ("shape_dependent", fc.shape_dependent(lambda shape: fc.Dense(shape[-1])), (7,)),
+  ("from_stax", fc.from_stax(stax.serial(stax.Conv(4, (3, 3), padding="SAME"), stax.Relu)), (6, 6, 3)),
 ]
 
 
@@ -88,14 +95,14 @@ def test_layers_are_nan_free_forward_and_backward(layer, shape):
 
 
 MODELS = [  # the smallest configuration of each builder; (id, model, input shape of one example)
-    ("small_cnn", models.small_cnn(), (8, 8, 1)),
-    ("lenet5", models.lenet5(), (28, 28, 1)),
-    ("alexnet", models.alexnet(num_classes=10), (63, 63, 3)),                                   # its smallest input
-    ("vgg11", models.vgg(CONFIGS[11], 10, classifier_width=32), (32, 32, 3)),                   # VGG-11's convolutions
-    ("resnet_basic", models.resnet(basic_block, (1, 1, 1, 1), 10), (32, 32, 3)),                # ResNet-18/34's blocks
-    ("resnet_bottleneck", models.resnet(bottleneck_block, (1, 1, 1, 1), 10), (32, 32, 3)),      # ResNet-50/101/152's
-    ("cifar_resnet8", models.cifar_resnet(8), (32, 32, 3)),                                     # ResNet-20 to 110's
-    ("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3)),
+  ("small_cnn", models.small_cnn(), (8, 8, 1)),
+  ("lenet5", models.lenet5(), (28, 28, 1)),
+  ("alexnet", models.alexnet(num_classes=10), (63, 63, 3)),  # its smallest input
+  ("vgg11", models.vgg(CONFIGS[11], 10, classifier_width=32), (32, 32, 3)),  # VGG-11's convolutions
+  ("resnet_basic", models.resnet(basic_block, (1, 1, 1, 1), 10), (32, 32, 3)),  # ResNet-18/34's blocks
+  ("resnet_bottleneck", models.resnet(bottleneck_block, (1, 1, 1, 1), 10), (32, 32, 3)),  # ResNet-50/101/152's
+  ("cifar_resnet8", models.cifar_resnet(8), (32, 32, 3)),  # ResNet-20 to 110's
+  ("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3)),
 ]
 
 
@@ -115,8 +122,9 @@ def test_l2_pool_at_zero_input_is_zero_with_gradient_zero(layer):
   assert not jnp.any(evaluated) and not jnp.any(trained) and not jnp.any(x_grad)
 
 
-@pytest.mark.parametrize("layer", [fc.BatchNorm(), fc.LayerNorm(), fc.GroupNorm(num_groups=2)],
-                         ids=["BatchNorm", "LayerNorm", "GroupNorm"])
+@pytest.mark.parametrize(
+  "layer", [fc.BatchNorm(), fc.LayerNorm(), fc.GroupNorm(num_groups=2)], ids=["BatchNorm", "LayerNorm", "GroupNorm"]
+)
 def test_normalisation_gradients_at_zero_input_are_finite(layer):
   """They divide by sqrt(var + epsilon): at var = 0 (a zero input, and in training a zero batch) that is finite."""
   assert_finite(forward_and_backward(layer, jnp.zeros((2, 6, 6, 4))))

@@ -4,6 +4,7 @@
 channels-last array); `augmenter` maps the random ones over a batch `(N, H, W, C)`. All are
 jit-able and keep the shape and dtype.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -104,6 +105,7 @@ def augmenter(crop_padding=0, flip=False):
     >>> images.shape, images.dtype
     ((2, 32, 32, 3), dtype('float32'))
   """
+
   def one(key, image):
     crop_key, flip_key = jax.random.split(key)
     if crop_padding:

@@ -5,6 +5,7 @@ there (an HTTP `Range` request), and renamed into place only once its SHA-256 ma
 published sum, so an interrupted or corrupted download never leaves a file the readers would
 take for the real one.
 """
+
 import hashlib
 import os
 import pathlib
@@ -13,30 +14,45 @@ import urllib.request
 
 # Published SHA-256 sums (the same ones torchvision, Keras and TFDS check) and where to fetch.
 SOURCES = {
-    "mnist": ("https://storage.googleapis.com/cvdf-datasets/mnist/", {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    }),
-    "fashion_mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", {
-        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-    }),
-    "kmnist": ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/", {
-        "train-images-idx3-ubyte.gz": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
-        "train-labels-idx1-ubyte.gz": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
-        "t10k-images-idx3-ubyte.gz": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
-        "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
-    }),
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/", {
-        "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-    }),
-    "cifar100": ("https://www.cs.toronto.edu/~kriz/", {
-        "cifar-100-python.tar.gz": "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
-    }),
+  "mnist": (
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    {
+      "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+      "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+      "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+      "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+  ),
+  "fashion_mnist": (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    {
+      "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+      "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+      "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+      "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+  ),
+  "kmnist": (
+    "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    {
+      "train-images-idx3-ubyte.gz": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+      "train-labels-idx1-ubyte.gz": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+      "t10k-images-idx3-ubyte.gz": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+      "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+    },
+  ),
+  "cifar10": (
+    "https://www.cs.toronto.edu/~kriz/",
+    {
+      "cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+    },
+  ),
+  "cifar100": (
+    "https://www.cs.toronto.edu/~kriz/",
+    {
+      "cifar-100-python.tar.gz": "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
+    },
+  ),
 }
 _BLOCK = 1 << 20
 
@@ -78,7 +94,7 @@ def download(url: str, path, sha256: str, timeout: float = 60.0) -> pathlib.Path
   Args:
     url: what `urllib.request.urlopen` opens: `https://`, `http://` or `file://`.
     path: the destination, a `str` or `pathlib.Path`.
-    sha256: the expected SHA-256, 64 lowercase hexadecimal characters (as `sha256_of` gives).
+    sha256: the expected SHA-256, 64 hexadecimal characters (either case; `sha256_of` gives lowercase).
     timeout: seconds to wait for the server (default 60).
 
   Returns:
@@ -123,10 +139,12 @@ def download(url: str, path, sha256: str, timeout: float = 60.0) -> pathlib.Path
     if error.code != 416 or not offset:  # 416: the range starts at the end, the .part is whole
       raise OSError(f"download: {url} answered HTTP {error.code} ({error.reason}); {path} not written") from error
   except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-    raise OSError(f"download: could not fetch {url} ({error}); {partial} keeps the bytes received so far, "
-                  f"and the next call resumes from them; or place the file at {path} yourself") from error
+    raise OSError(
+      f"download: could not fetch {url} ({error}); {partial} keeps the bytes received so far, "
+      f"and the next call resumes from them; or place the file at {path} yourself"
+    ) from error
   actual = sha256_of(partial)
-  if actual != sha256:
+  if actual != sha256.lower():
     partial.unlink()
     raise OSError(f"download: {url} has SHA-256 {actual}, expected {sha256}; deleted the download")
   os.replace(partial, path)

@@ -4,6 +4,7 @@ The order of an epoch depends on `(seed, epoch)` alone, so training resumed from
 `(epoch, batch)` sees exactly the batches an uninterrupted run would have: `batches(..., epoch=epoch,
 start=batch)`.
 """
+
 import numpy as np
 
 
@@ -38,7 +39,7 @@ def num_batches(num_examples, batch_size, drop_remainder=True):
 
   Args:
     num_examples: the number of examples `N`, an int >= 0.
-    batch_size: the examples per batch `B`, an int >= 1 (not checked: 0 raises ZeroDivisionError).
+    batch_size: the examples per batch `B`, an int >= 1 (ValueError otherwise).
     drop_remainder: True (default): `floor(N / B)`, the last partial batch dropped; False:
       `ceil(N / B)`, the last batch smaller.
 
@@ -50,6 +51,8 @@ def num_batches(num_examples, batch_size, drop_remainder=True):
     >>> fc.data.num_batches(10, 4), fc.data.num_batches(10, 4, drop_remainder=False)
     (2, 3)
   """
+  if batch_size < 1:
+    raise ValueError(f"num_batches: batch_size must be >= 1, got {batch_size}")
   return num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
 
 
@@ -94,5 +97,5 @@ def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=T
     raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
   order = epoch_order(len(x), seed, epoch, shuffle)
   for i in range(start, num_batches(len(x), batch_size, drop_remainder)):
-    idx = order[i * batch_size:(i + 1) * batch_size]
+    idx = order[i * batch_size : (i + 1) * batch_size]
     yield x[idx], y[idx]

@@ -8,6 +8,7 @@ counts, labels out of range), a `ValueError` naming the file. `load(..., downloa
 (`funconv-train --download`) first fetches the missing files with `funconv.data.fetch` (SHA-256
 checked, resumable, atomic).
 """
+
 import gzip
 import pathlib
 import pickle
@@ -37,6 +38,7 @@ class DataSet(NamedTuple):
     ((1438, 8, 8, 1), dtype('float32'), dtype('int32'), 10)
     >>> x_train, y_train, x_test, y_test, num_classes = data          # a namedtuple unpacks
   """
+
   x_train: np.ndarray
   y_train: np.ndarray
   x_test: np.ndarray
@@ -67,6 +69,7 @@ def digits(seed=0, test_fraction=0.2):
     (898, 8, 8, 1)
   """
   from sklearn.datasets import load_digits
+
   data = load_digits()
   images = (data.images / 16.0).astype(np.float32)[..., None]
   order = np.random.default_rng(seed).permutation(len(images))
@@ -129,11 +132,15 @@ def _examples(dataset, images, labels, num_classes, source):
   """`(images, labels)` checked to be `(N, H, W, C)` images and `N` int labels in `[0, num_classes)`: a ValueError
   naming `dataset` and the files `source` otherwise (a file swapped for another, a truncated set, wrong labels)."""
   if images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels) or not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"{dataset}: {source} hold images of shape {images.shape} and labels of shape {labels.shape} "
-                     f"and dtype {labels.dtype}; expected N images and N integer labels")
+    raise ValueError(
+      f"{dataset}: {source} hold images of shape {images.shape} and labels of shape {labels.shape} "
+      f"and dtype {labels.dtype}; expected N images and N integer labels"
+    )
   if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
-    raise ValueError(f"{dataset}: the labels in {source} must be in [0, {num_classes}), found values from "
-                     f"{labels.min()} to {labels.max()}")
+    raise ValueError(
+      f"{dataset}: the labels in {source} must be in [0, {num_classes}), found values from "
+      f"{labels.min()} to {labels.max()}"
+    )
   return images, labels.astype(np.int32)
 
 
@@ -147,9 +154,10 @@ def _find(directory, name, suffixes, dataset):
     if candidate.exists():
       return candidate
   raise FileNotFoundError(
-      f"{dataset}: {name}{suffixes[0]} not found in {pathlib.Path(directory).resolve()}. Place the standard files "
-      f"there yourself, or download them (network needed): funconv.data.fetch({dataset!r}, data_dir) or "
-      f"funconv-train --download.")
+    f"{dataset}: {name}{suffixes[0]} not found in {pathlib.Path(directory).resolve()}. Place the standard files "
+    f"there yourself, or download them (network needed): funconv.data.fetch({dataset!r}, data_dir) or "
+    f"funconv-train --download."
+  )
 
 
 def idx_dataset(data_dir, name="mnist"):
@@ -208,8 +216,10 @@ def _cifar_batches(data_dir, names, label_key, dataset, num_classes):
       with tarfile.open(archive) as tar:
         tar.extractall(directory, filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-      raise ValueError(f"{dataset}: cannot extract {archive} ({err}): truncated or corrupted? Delete it and "
-                       f"{folder}, then download it again") from err
+      raise ValueError(
+        f"{dataset}: cannot extract {archive} ({err}): truncated or corrupted? Delete it and "
+        f"{folder}, then download it again"
+      ) from err
   xs, ys = [], []
   for name in names:
     path = _find(folder, name, ("",), dataset)
@@ -219,8 +229,10 @@ def _cifar_batches(data_dir, names, label_key, dataset, num_classes):
       xs.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
       ys.append(np.asarray(batch[label_key]))
     except Exception as err:
-      raise ValueError(f"{dataset}: {path} is not a CIFAR python batch with {label_key!r} labels "
-                       f"({type(err).__name__}: {err}); truncated or corrupted?") from err
+      raise ValueError(
+        f"{dataset}: {path} is not a CIFAR python batch with {label_key!r} labels "
+        f"({type(err).__name__}: {err}); truncated or corrupted?"
+      ) from err
     _examples(dataset, xs[-1], ys[-1], num_classes, path)
   return (np.concatenate(xs).astype(np.float32) / 255.0), np.concatenate(ys).astype(np.int32)
 

@@ -7,6 +7,7 @@ come from `jax.vmap` (or `funconv.batched`): the convolution primitive's batchin
 vmapped per-example convolution one batched call, so a layer never needs to know it is batched.
 Of this module only `Layer` is public (`funconv.Layer`); the rest serves the layers and combinators.
 """
+
 import contextlib
 import contextvars
 import math
@@ -59,6 +60,7 @@ class Layer(NamedTuple):
     >>> fc.serial(Double, fc.Relu).apply(((), ()), ((), ()), jnp.array([-1.0, 1.0]))[0].tolist()
     [0.0, 2.0]
   """
+
   init: Callable[..., tuple[Any, Any, Any]]
   apply: Callable[..., tuple[Any, Any]]
 
@@ -139,8 +141,13 @@ def naming(name):
 def check_layer(layer, name, what="layer"):
   """Raise TypeError naming `name` and `what` unless `layer` is a `Layer` (has callable `init` and `apply`)."""
   if not (callable(getattr(layer, "init", None)) and callable(getattr(layer, "apply", None))):
-    hint = (" (a constructor: call it, e.g. Conv(8, 3))" if callable(layer) else
-            " (a stax layer? wrap it with funconv.from_stax)" if isinstance(layer, tuple) else "")
+    hint = (
+      " (a constructor: call it, e.g. Conv(8, 3))"
+      if callable(layer)
+      else " (a stax layer? wrap it with funconv.from_stax)"
+      if isinstance(layer, tuple)
+      else ""
+    )
     raise TypeError(f"{name}: {what} must be a funconv Layer (init, apply), got {layer!r}{hint}")
   return layer
 
@@ -219,6 +226,7 @@ def scoped(name, init, apply):
   """`Layer(init, apply)` of type `name` whose errors name it by its path (`naming`) and whose output `capture`
   sees under its path: every layer is one; containers are no more (they check their own arguments and leave
   the rest to their children)."""
+
   def scoped_init(key, input_shape):
     with naming(name):
       return init(key, input_shape)
@@ -252,8 +260,14 @@ def checked(name, init, apply):
     if repr(shape) not in expected:
       expected[repr(shape)] = jax.eval_shape(lambda: checked_init(jax.random.key(0), shape)[1:])
     found = [m for m in map(_mismatch, ("params", "state"), (params, state), expected[repr(shape)]) if m]
-    note = (f"{name}: " + "; ".join(message for _, message in found) + f" for an input of shape {shape}, one "
-            "example (params of another model, or a batch not mapped by batched?)") if found else None
+    note = (
+      (
+        f"{name}: " + "; ".join(message for _, message in found) + f" for an input of shape {shape}, one "
+        "example (params of another model, or a batch not mapped by batched?)"
+      )
+      if found
+      else None
+    )
     if any(structural for structural, _ in found):
       raise ValueError(note)
     try:
@@ -316,15 +330,46 @@ def _param_count(tree):
 
 
 def layer(name, init, apply, *, macs=None, window=None, flattens=False, param_names=(), state_names=()):
-  """A leaf `Layer` of type `name`: `checked`, and recorded as one row of `summary` and `receptive_field` per
-  `init`.
+  """A leaf layer of type `name` from its `init` and `apply`: how every funconv layer is made, and a custom one too.
 
-  `macs(input_shape, output_shape)` counts multiply-accumulates for one example; `window(input_shape)`
-  returns per spatial axis `(kernel, stride, dilation, low_pad)` for the receptive field, or `window=UNKNOWN`
-  says the layer's geometry cannot be known; `flattens` says the layer mixes every position (Flatten,
-  global pools). `param_names` and `state_names` name the entries of its params and state tuples (`("W", "b")`)
-  for `funconv.param_names`; entries without one are named by their index.
+  Wrapping the pair (rather than `Layer(init, apply)` directly) makes the layer a full citizen: `summary` counts
+  its params, MACs and output shape in a row of its own, `receptive_field` follows its geometry, `param_names`
+  names its entries, `capture` records its output, and wrong params or state, or a bad input, raise errors that
+  name the layer's path in the model.
+
+  Args:
+    name: the layer's type in `summary` rows and error messages (`"Conv"`).
+    init: `init(key, input_shape) -> (output_shape, params, state)` for one example.
+    apply: `apply(params, state, x, *, key=None, train=False) -> (y, state)` for one example.
+    macs: `macs(input_shape, output_shape)`, the multiply-accumulates of one example (default: 0).
+    window: `window(input_shape)`, per spatial axis `(kernel, stride, dilation, low_pad)` for
+      `receptive_field`; None (default) for a layer that keeps each position's field (elementwise layers).
+    flattens: True for a layer that mixes every position (`Flatten`, global pools): fields become the input.
+    param_names: names of the entries of its params tuple (`("W", "b")`) for `param_names`; others are named
+      by their index.
+    state_names: likewise for its state tuple.
+
+  Returns:
+    A `Layer`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> import funconv as fc
+    >>> def init(key, input_shape):
+    ...   return input_shape, (jnp.ones(input_shape[-1]),), ()
+    >>> def apply(params, state, x, *, key=None, train=False):
+    ...   return x * params[0], state
+    >>> Scale = fc.layer("Scale", init, apply, param_names=("gamma",),
+    ...                  macs=lambda input_shape, output_shape: jnp.size(jnp.zeros(output_shape)))
+    >>> net = fc.serial(fc.Dense(4), Scale)
+    >>> info = fc.summary(net, (3,), print_fn=None)
+    >>> [(row["type"], row["params"]) for row in info["rows"]]
+    [('Dense', 16), ('Scale', 4)]
+    >>> names, _ = fc.param_names(net, (3,))
+    >>> names[1]
+    ('1/gamma',)
   """
+
   def recorded_init(key, input_shape):
     output_shape, params, state = init(key, input_shape)
     rec = _RECORDER.get()
@@ -334,16 +379,28 @@ def layer(name, init, apply, *, macs=None, window=None, flattens=False, param_na
       elif window is UNKNOWN and isinstance(rec.field, tuple):
         rec.field = UNKNOWN
       elif window is not None and isinstance(rec.field, tuple):
-        rec.field = tuple((jump * s, size + (k - 1) * d * jump, start + ((k - 1) * d / 2 - lo) * jump)
-                          for (jump, size, start), (k, s, d, lo) in zip(rec.field, window(input_shape)))
+        rec.field = tuple(
+          (jump * s, size + (k - 1) * d * jump, start + ((k - 1) * d / 2 - lo) * jump)
+          for (jump, size, start), (k, s, d, lo) in zip(rec.field, window(input_shape))
+        )
       row_name = path() or name
       if any(row["name"] == row_name for row in rec.rows):
         raise ValueError(f"two layers have the path {row_name!r}: give them different names")
-      rec.rows.append(dict(name=row_name, type=name, index=index_path(), param_names=param_names,
-                           state_names=state_names, input_shape=tuple(input_shape), output_shape=tuple(output_shape),
-                           params=_param_count(params), state=_param_count(state),
-                           macs=macs(input_shape, output_shape) if macs else 0,
-                           field=rec.field if isinstance(rec.field, tuple) or rec.field is UNKNOWN else None))
+      rec.rows.append(
+        dict(
+          name=row_name,
+          type=name,
+          index=index_path(),
+          param_names=param_names,
+          state_names=state_names,
+          input_shape=tuple(input_shape),
+          output_shape=tuple(output_shape),
+          params=_param_count(params),
+          state=_param_count(state),
+          macs=macs(input_shape, output_shape) if macs else 0,
+          field=rec.field if isinstance(rec.field, tuple) or rec.field is UNKNOWN else None,
+        )
+      )
     return output_shape, params, state
 
   return checked(name, recorded_init, apply)
@@ -366,8 +423,13 @@ def merge_fields():
   rec = _RECORDER.get()
   if rec is not None and isinstance(rec.field, list):
     fields = rec.field
-    rec.field = (max(fields, key=lambda f: [size for _, size, _ in f]) if all(isinstance(f, tuple) for f in fields)
-                 else None if None in fields else UNKNOWN)
+    rec.field = (
+      max(fields, key=lambda f: [size for _, size, _ in f])
+      if all(isinstance(f, tuple) for f in fields)
+      else None
+      if None in fields
+      else UNKNOWN
+    )
 
 
 def child_fields():

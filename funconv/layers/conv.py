@@ -1,4 +1,5 @@
 """Convolution layers over `funconv.ops` (never the native convolution)."""
+
 import math
 
 import jax
@@ -7,8 +8,15 @@ from jax.nn import initializers
 
 from funconv import ops
 from funconv.layers.base import check_dtypes, layer, promote, trailing
-from funconv.ops.shapes import (check_groups, conv_transpose_output_shape, layer_window, positive_int, resolve_padding,
-                                resolve_window, transpose_padding)
+from funconv.ops.shapes import (
+  check_groups,
+  conv_transpose_output_shape,
+  layer_window,
+  positive_int,
+  resolve_padding,
+  resolve_window,
+  transpose_padding,
+)
 
 
 def _normalise(name, filter_shape, strides, dilation, W_init, b_init, dtypes):
@@ -33,8 +41,20 @@ def _window_geometry(input_shape, resolve, padding, name):
   return [(k, s, d, lo) for k, s, d, (lo, _) in zip(window, strides, dilation, pairs)]
 
 
-def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
-         dilation=None, groups=1, use_bias=True, dtype=None, param_dtype=jnp.float32):
+def Conv(
+  out_chan,
+  filter_shape,
+  strides=None,
+  padding="VALID",
+  W_init=None,
+  b_init=None,
+  *,
+  dilation=None,
+  groups=1,
+  use_bias=True,
+  dtype=None,
+  param_dtype=jnp.float32,
+):
   """N-d convolution layer (cross-correlation) over `funconv.ops.conv`: `(*spatial, C_in) -> (*out_spatial, out_chan)`.
 
   Per example, channels last, no batch axis (map it over a batch with `funconv.batched`). The
@@ -78,7 +98,7 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
       dividing the input channels; an unknown padding; a window larger than the padded input.
       (`apply`) params or state that differ from what `init` makes for `x`'s shape.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> conv = fc.Conv(16, (3, 3), padding="SAME")
@@ -95,8 +115,9 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
   """
   positive_int(out_chan, "out_chan", "Conv")
   positive_int(groups, "groups", "Conv")
-  resolve, W_init, b_init = _normalise("Conv", filter_shape, strides, dilation, W_init, b_init,
-                                       dict(dtype=dtype, param_dtype=param_dtype))
+  resolve, W_init, b_init = _normalise(
+    "Conv", filter_shape, strides, dilation, W_init, b_init, dict(dtype=dtype, param_dtype=param_dtype)
+  )
 
   def init(key, input_shape):
     window, strides_, dilation_ = resolve(input_shape)
@@ -111,17 +132,33 @@ def Conv(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_i
     y = ops.conv(x, params[0], strides, padding, dilation, groups)
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("Conv", init, apply, param_names=("W", "b"),
-               macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]) * i[-1] // groups,
-               window=lambda i: _window_geometry(i, resolve, padding, "Conv"))
+  return layer(
+    "Conv",
+    init,
+    apply,
+    param_names=("W", "b"),
+    macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]) * i[-1] // groups,
+    window=lambda i: _window_geometry(i, resolve, padding, "Conv"),
+  )
 
 
 def _conv_out_shape(input_shape, window, strides, padding, dilation, out_chan, name):
   return (*resolve_window(input_shape[:-1], window, strides, padding, dilation, name)[2], out_chan)
 
 
-def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=None, b_init=None, *,
-                  dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
+def ConvTranspose(
+  out_chan,
+  filter_shape,
+  strides=None,
+  padding="VALID",
+  W_init=None,
+  b_init=None,
+  *,
+  dilation=None,
+  use_bias=True,
+  dtype=None,
+  param_dtype=jnp.float32,
+):
   """Transposed convolution layer (a decoder's upsampling) over `funconv.ops.conv_transpose`:
   `(*spatial, C_in) -> (*out_spatial, out_chan)`.
 
@@ -153,7 +190,7 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     TypeError: as `Conv`.
     ValueError: as `Conv`; (`init`) padding that leaves no output.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> up = fc.ConvTranspose(3, (4, 4), strides=(2, 2), padding="SAME")
@@ -166,8 +203,9 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     (34, 34, 3)
   """
   positive_int(out_chan, "out_chan", "ConvTranspose")
-  resolve, W_init, b_init = _normalise("ConvTranspose", filter_shape, strides, dilation, W_init, b_init,
-                                       dict(dtype=dtype, param_dtype=param_dtype))
+  resolve, W_init, b_init = _normalise(
+    "ConvTranspose", filter_shape, strides, dilation, W_init, b_init, dict(dtype=dtype, param_dtype=param_dtype)
+  )
 
   def init(key, input_shape):
     window, strides_, dilation_ = resolve(input_shape)
@@ -183,12 +221,28 @@ def ConvTranspose(out_chan, filter_shape, strides=None, padding="VALID", W_init=
     y = ops.conv_transpose(x, params[0], strides, padding, dilation)
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("ConvTranspose", init, apply, param_names=("W", "b"),
-               macs=lambda i, o: math.prod(i) * math.prod(resolve(i)[0]) * out_chan)
+  return layer(
+    "ConvTranspose",
+    init,
+    apply,
+    param_names=("W", "b"),
+    macs=lambda i, o: math.prod(i) * math.prod(resolve(i)[0]) * out_chan,
+  )
 
 
-def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID", W_init=None, b_init=None, *,
-                  dilation=None, use_bias=True, dtype=None, param_dtype=jnp.float32):
+def DepthwiseConv(
+  filter_shape,
+  depth_multiplier=1,
+  strides=None,
+  padding="VALID",
+  W_init=None,
+  b_init=None,
+  *,
+  dilation=None,
+  use_bias=True,
+  dtype=None,
+  param_dtype=jnp.float32,
+):
   """Per-channel (depthwise) convolution layer: `(*spatial, C) -> (*out_spatial, C * depth_multiplier)`.
 
   `Conv(C * depth_multiplier, filter_shape, groups=C)` with `C` the input channels, known at
@@ -218,7 +272,7 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     TypeError: as `Conv`.
     ValueError: as `Conv`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> dw = fc.DepthwiseConv((3, 3), depth_multiplier=2, padding="SAME")
@@ -229,14 +283,16 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     (4, 32, 32, 32)
   """
   positive_int(depth_multiplier, "depth_multiplier", "DepthwiseConv")
-  resolve, W_init, b_init = _normalise("DepthwiseConv", filter_shape, strides, dilation, W_init, b_init,
-                                       dict(dtype=dtype, param_dtype=param_dtype))
+  resolve, W_init, b_init = _normalise(
+    "DepthwiseConv", filter_shape, strides, dilation, W_init, b_init, dict(dtype=dtype, param_dtype=param_dtype)
+  )
 
   def init(key, input_shape):
     window, strides_, dilation_ = resolve(input_shape)
     channels = input_shape[-1]
-    out = _conv_out_shape(input_shape, window, strides_, padding, dilation_, channels * depth_multiplier,
-                          "DepthwiseConv")
+    out = _conv_out_shape(
+      input_shape, window, strides_, padding, dilation_, channels * depth_multiplier, "DepthwiseConv"
+    )
     return out, _kernel_and_bias(key, (*window, 1, out[-1]), W_init, b_init, use_bias, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):
@@ -244,6 +300,11 @@ def DepthwiseConv(filter_shape, depth_multiplier=1, strides=None, padding="VALID
     y = ops.conv(x, params[0], strides, padding, dilation, groups=x.shape[-1])
     return (y + trailing(params[1], y) if use_bias else y), state
 
-  return layer("DepthwiseConv", init, apply, param_names=("W", "b"),
-               macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
-               window=lambda i: _window_geometry(i, resolve, padding, "DepthwiseConv"))
+  return layer(
+    "DepthwiseConv",
+    init,
+    apply,
+    param_names=("W", "b"),
+    macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
+    window=lambda i: _window_geometry(i, resolve, padding, "DepthwiseConv"),
+  )

@@ -21,6 +21,7 @@ Examples:
   >>> y.tolist(), state
   ([0.0, 0.0, 2.0], ((), ()))
 """
+
 import math
 
 import jax
@@ -378,7 +379,7 @@ def Dropout(rate):
       return x, state
     if key is None:
       raise ValueError("Dropout: train=True needs a PRNG key: apply(..., key=key, train=True)")
-    if rate == 1.0:   # no mask: x / 0 would make the gradient NaN
+    if rate == 1.0:  # no mask: x / 0 would make the gradient NaN
       return jnp.zeros_like(x), state
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, keep, x.shape)

@@ -4,6 +4,7 @@ Each normalises one example `(*spatial, C)` (shape-preserving) and then scales b
 by `beta`, per channel. BatchNorm needs the other examples of the batch in training: apply it through
 `funconv.batched` (or a `jax.vmap` with its `axis_name`).
 """
+
 import jax.numpy as jnp
 from jax import lax
 from jax.nn import initializers
@@ -16,13 +17,15 @@ def _batch_mean(v, axis_name):
   """Mean of per-example `v` over the named batch (and device) axes: one axis at a time, since a
   vmapped axis and a `shard_map` axis cannot be reduced together (equal shards: the mean of means)."""
   try:
-    for name in (tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)):
+    for name in tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,):
       v = lax.pmean(v, name)
     return v
   except NameError as err:
-    raise ValueError(f"BatchNorm: train=True reduces over the axis named {axis_name!r}, which is not bound: "
-                     "apply the model through funconv.batched(apply, axis_name=...) or jax.vmap(..., "
-                     f"axis_name=...) so that there is a batch to take statistics over ({err})") from None
+    raise ValueError(
+      f"BatchNorm: train=True reduces over the axis named {axis_name!r}, which is not bound: "
+      "apply the model through funconv.batched(apply, axis_name=...) or jax.vmap(..., "
+      f"axis_name=...) so that there is a batch to take statistics over ({err})"
+    ) from None
 
 
 def _wide(x):
@@ -31,8 +34,18 @@ def _wide(x):
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=True,
-              beta_init=initializers.zeros, gamma_init=initializers.ones, *, dtype=None, param_dtype=jnp.float32):
+def BatchNorm(
+  axis_name="batch",
+  momentum=0.9,
+  epsilon=1e-5,
+  center=True,
+  scale=True,
+  beta_init=initializers.zeros,
+  gamma_init=initializers.ones,
+  *,
+  dtype=None,
+  param_dtype=jnp.float32,
+):
   """Batch normalisation over the examples (named axis `axis_name`) and spatial positions, per channel.
 
   `(*spatial, C) -> (*spatial, C)` for one example: `y = (x - mean) / sqrt(var + epsilon) * gamma
@@ -95,8 +108,10 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
 
   def init(key, input_shape):
     c = features(input_shape, "BatchNorm")
-    params = (beta_init(key, (c,), param_dtype) if center else None,
-              gamma_init(key, (c,), param_dtype) if scale else None)
+    params = (
+      beta_init(key, (c,), param_dtype) if center else None,
+      gamma_init(key, (c,), param_dtype) if scale else None,
+    )
     return input_shape, params, (jnp.zeros((c,), jnp.float32), jnp.ones((c,), jnp.float32))
 
   def apply(params, state, x, *, key=None, train=False):
@@ -116,8 +131,10 @@ def BatchNorm(axis_name="batch", momentum=0.9, epsilon=1e-5, center=True, scale=
 
 
 def _affine_params(key, c, center, scale, param_dtype):
-  return (initializers.zeros(key, (c,), param_dtype) if center else None,
-          initializers.ones(key, (c,), param_dtype) if scale else None)
+  return (
+    initializers.zeros(key, (c,), param_dtype) if center else None,
+    initializers.ones(key, (c,), param_dtype) if scale else None,
+  )
 
 
 def _affine(y, params):
@@ -221,8 +238,9 @@ def GroupNorm(num_groups=32, epsilon=1e-5, center=True, scale=True, *, dtype=Non
   def init(key, input_shape):
     c = features(input_shape, "GroupNorm")
     if c % num_groups:
-      raise ValueError(f"GroupNorm: num_groups={num_groups} must divide the channels ({c}, input_shape "
-                       f"{tuple(input_shape)})")
+      raise ValueError(
+        f"GroupNorm: num_groups={num_groups} must divide the channels ({c}, input_shape {tuple(input_shape)})"
+      )
     return input_shape, _affine_params(key, c, center, scale, param_dtype), ()
 
   def apply(params, state, x, *, key=None, train=False):

@@ -13,6 +13,7 @@ Examples:
   >>> fc.GlobalAvgPool.apply((), (), x)[0].tolist(), fc.GlobalMaxPool.apply((), (), x)[0].tolist()
   ([7.5], [15.0])
 """
+
 import math
 
 from funconv import ops
@@ -36,8 +37,13 @@ def _pool(name, op, window_shape, strides, padding, **op_kwargs):
   def apply(params, state, x, *, key=None, train=False):
     return op(x, *resolve(x.shape), padding, **op_kwargs), state
 
-  return layer(name, init, apply, macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
-               window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(*geometry(i)[:3])])
+  return layer(
+    name,
+    init,
+    apply,
+    macs=lambda i, o: math.prod(o) * math.prod(resolve(i)[0]),
+    window=lambda i: [(k, s, 1, lo) for k, s, (lo, _) in zip(*geometry(i)[:3])],
+  )
 
 
 def MaxPool(window_shape, strides=None, padding="VALID"):
@@ -241,10 +247,10 @@ def AdaptiveAvgPool(output_size):
     >>> fc.AdaptiveAvgPool(1).init(None, (5, 5, 3))[0]
     (1, 1, 3)
   """
-  resolve = layer_window("AdaptiveAvgPool", output_size=output_size)   # an int: that size on every spatial axis
+  resolve = layer_window("AdaptiveAvgPool", output_size=output_size)  # an int: that size on every spatial axis
 
   def init(key, input_shape):
-    output_size, = resolve(input_shape)
+    (output_size,) = resolve(input_shape)
     if 0 in input_shape[:-1]:
       raise ValueError(f"AdaptiveAvgPool: input_shape {tuple(input_shape)} has an empty spatial axis")
     return (*output_size, input_shape[-1]), (), ()

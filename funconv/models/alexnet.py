@@ -1,4 +1,5 @@
 """AlexNet (Krizhevsky, Sutskever and Hinton 2012), single-stream as in torchvision."""
+
 from funconv.combinators import serial
 from funconv.layers import AdaptiveAvgPool, Conv, Dense, Dropout, Flatten, MaxPool, Relu
 from funconv.layers.base import check_number
@@ -32,7 +33,7 @@ def alexnet(num_classes=1000, dropout=0.5):
     ValueError: `num_classes` below 1; `dropout` outside [0, 1]. (`init`) an input smaller than
       63x63.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> info = fc.summary(fc.models.alexnet(), (224, 224, 3), print_fn=None)
     >>> info["params"], info["rows"][-1]["output_shape"]
@@ -46,12 +47,26 @@ def alexnet(num_classes=1000, dropout=0.5):
   check_number(dropout, "dropout", "alexnet", 0.0, 1.0)
   pool = MaxPool((3, 3), strides=(2, 2))
   return serial(
-      conv1=Conv(64, (11, 11), strides=(4, 4), padding=2), relu1=Relu, pool1=pool,
-      conv2=Conv(192, (5, 5), padding=2), relu2=Relu, pool2=pool,
-      conv3=Conv(384, (3, 3), padding=1), relu3=Relu,
-      conv4=Conv(256, (3, 3), padding=1), relu4=Relu,
-      conv5=Conv(256, (3, 3), padding=1), relu5=Relu, pool5=pool,
-      avgpool=AdaptiveAvgPool((6, 6)), flatten=Flatten,
-      drop6=Dropout(dropout), fc6=Dense(4096), relu6=Relu,
-      drop7=Dropout(dropout), fc7=Dense(4096), relu7=Relu,
-      fc8=Dense(num_classes))
+    conv1=Conv(64, (11, 11), strides=(4, 4), padding=2),
+    relu1=Relu,
+    pool1=pool,
+    conv2=Conv(192, (5, 5), padding=2),
+    relu2=Relu,
+    pool2=pool,
+    conv3=Conv(384, (3, 3), padding=1),
+    relu3=Relu,
+    conv4=Conv(256, (3, 3), padding=1),
+    relu4=Relu,
+    conv5=Conv(256, (3, 3), padding=1),
+    relu5=Relu,
+    pool5=pool,
+    avgpool=AdaptiveAvgPool((6, 6)),
+    flatten=Flatten,
+    drop6=Dropout(dropout),
+    fc6=Dense(4096),
+    relu6=Relu,
+    drop7=Dropout(dropout),
+    fc7=Dense(4096),
+    relu7=Relu,
+    fc8=Dense(num_classes),
+  )

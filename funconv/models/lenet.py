@@ -1,4 +1,5 @@
 """LeNet-5 (LeCun, Bottou, Bengio and Haffner 1998)."""
+
 from funconv.combinators import serial, shape_dependent
 from funconv.layers import AvgPool, Conv, Dense, Flatten, MaxPool, Relu, Tanh
 from funconv.ops.shapes import positive_int
@@ -40,7 +41,7 @@ def lenet5(num_classes=10, activation="tanh", pooling="avg"):
     TypeError: `num_classes` is not an int.
     ValueError: `num_classes` below 1; an unknown `activation` or `pooling`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> net = fc.models.lenet5()
     >>> fc.summary(net, (28, 28, 1), print_fn=None)["params"]
@@ -56,5 +57,17 @@ def lenet5(num_classes=10, activation="tanh", pooling="avg"):
   act = _choose("activation", activation, {"tanh": Tanh, "relu": Relu})
   pool = _choose("pooling", pooling, {"avg": AvgPool, "max": MaxPool})((2, 2), strides=(2, 2))
   c1 = shape_dependent(lambda shape: Conv(6, (5, 5), padding=[(max((32 - n) // 2, 0),) * 2 for n in shape[:2]]))
-  return serial(C1=c1, act1=act, S2=pool, C3=Conv(16, (5, 5)), act3=act, S4=pool, C5=Conv(120, (5, 5)),
-                   act5=act, flatten=Flatten, F6=Dense(84), act6=act, output=Dense(num_classes))
+  return serial(
+    C1=c1,
+    act1=act,
+    S2=pool,
+    C3=Conv(16, (5, 5)),
+    act3=act,
+    S4=pool,
+    C5=Conv(120, (5, 5)),
+    act5=act,
+    flatten=Flatten,
+    F6=Dense(84),
+    act6=act,
+    output=Dense(num_classes),
+  )

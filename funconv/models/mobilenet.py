@@ -1,4 +1,5 @@
 """MobileNet v1 (Howard et al. 2017): depthwise-separable convolutions."""
+
 from funconv.combinators import serial
 from funconv.layers import BatchNorm, Conv, Dense, DepthwiseConv, GlobalAvgPool, Relu
 from funconv.layers.base import check_number
@@ -35,7 +36,7 @@ def mobilenet_v1(num_classes=1000, width_multiplier=1.0):
     TypeError: `num_classes` is not an int, or `width_multiplier` not a number.
     ValueError: `num_classes` below 1; `width_multiplier` not a finite number > 0.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> info = fc.summary(fc.models.mobilenet_v1(), (224, 224, 3), print_fn=None)
     >>> info["params"], info["state"], info["macs"]
@@ -55,9 +56,16 @@ def mobilenet_v1(num_classes=1000, width_multiplier=1.0):
   def conv_bn_relu(conv):
     return serial(conv=conv, bn=BatchNorm(), relu=Relu)
 
-  blocks = {f"block{i + 1}": serial(
+  blocks = {
+    f"block{i + 1}": serial(
       depthwise=conv_bn_relu(DepthwiseConv((3, 3), strides=(stride, stride), padding="SAME", use_bias=False)),
-      pointwise=conv_bn_relu(Conv(width(channels), (1, 1), use_bias=False))) for i, (channels, stride) in
-      enumerate(BLOCKS)}
-  return serial(stem=conv_bn_relu(Conv(width(32), (3, 3), strides=(2, 2), padding="SAME", use_bias=False)),
-                   **blocks, pool=GlobalAvgPool, fc=Dense(num_classes))
+      pointwise=conv_bn_relu(Conv(width(channels), (1, 1), use_bias=False)),
+    )
+    for i, (channels, stride) in enumerate(BLOCKS)
+  }
+  return serial(
+    stem=conv_bn_relu(Conv(width(32), (3, 3), strides=(2, 2), padding="SAME", use_bias=False)),
+    **blocks,
+    pool=GlobalAvgPool,
+    fc=Dense(num_classes),
+  )

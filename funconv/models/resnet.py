@@ -3,6 +3,7 @@
 Layers are named as in the paper's tables: `stem/conv`, `stage1/block0/residual/branches/main/conv1`, ...,
 `pool`, `fc`.
 """
+
 import jax.numpy as jnp
 from jax import lax
 
@@ -21,8 +22,7 @@ def _conv_bn(width, window, stride=1, relu=True, suffix=""):
 
 def _block(main, shortcut, shortcuts=True):
   """`relu(main(x) + shortcut(x))`; without `shortcuts`, the plain network's `relu(main(x))`."""
-  return (serial(residual=residual(main, shortcut), relu=Relu) if shortcuts else
-          serial(main=main, relu=Relu))
+  return serial(residual=residual(main, shortcut), relu=Relu) if shortcuts else serial(main=main, relu=Relu)
 
 
 def basic_block(width, stride, in_width):
@@ -39,6 +39,14 @@ def basic_block(width, stride, in_width):
 
   Returns:
     `(layer, out_width)`: the block, a `Layer`, and its output channels, `width`.
+
+  Examples:
+    >>> import funconv as fc
+    >>> from funconv.models.resnet import basic_block
+    >>> block, width = basic_block(128, 2, 64)           # a stage's first block: a projection shortcut
+    >>> info = fc.summary(block, (56, 56, 64), print_fn=None)
+    >>> width, info["rows"][-1]["output_shape"], info["params"]
+    (128, (28, 28, 128), 230144)
   """
   main = serial(**_conv_bn(width, 3, stride, suffix="1"), **_conv_bn(width, 3, relu=False, suffix="2"))
   same = stride == 1 and in_width == width
@@ -60,10 +68,20 @@ def bottleneck_block(width, stride, in_width):
 
   Returns:
     `(layer, out_width)`: the block, a `Layer`, and its output channels, `4 * width`.
+
+  Examples:
+    >>> import funconv as fc
+    >>> from funconv.models.resnet import bottleneck_block
+    >>> block, width = bottleneck_block(64, 1, 64)       # ResNet-50's first block
+    >>> width, fc.summary(block, (56, 56, 64), print_fn=None)["rows"][-1]["output_shape"]
+    (256, (56, 56, 256))
   """
   out = 4 * width
-  main = serial(**_conv_bn(width, 1, suffix="1"), **_conv_bn(width, 3, stride, suffix="2"),
-                   **_conv_bn(out, 1, relu=False, suffix="3"))
+  main = serial(
+    **_conv_bn(width, 1, suffix="1"),
+    **_conv_bn(width, 3, stride, suffix="2"),
+    **_conv_bn(out, 1, relu=False, suffix="3"),
+  )
   same = stride == 1 and in_width == out
   return _block(main, Identity if same else serial(**_conv_bn(out, 1, stride, relu=False))), out
 
@@ -98,7 +116,7 @@ def resnet(block, stage_sizes, num_classes=1000):
       `num_classes` is not an int.
     ValueError: a size or `num_classes` below 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> from funconv.models.resnet import basic_block, bottleneck_block
     >>> net = fc.models.resnet(basic_block, (1, 1, 1, 1), num_classes=10)      # a ResNet-10
@@ -110,8 +128,10 @@ def resnet(block, stage_sizes, num_classes=1000):
   """
   positive_int(num_classes, "num_classes", "resnet")
   if not callable(block) or not isinstance(stage_sizes, (tuple, list)):
-    raise TypeError(f"resnet: block must be a block function and stage_sizes a tuple of block counts, got "
-                    f"block={block!r}, stage_sizes={stage_sizes!r}")
+    raise TypeError(
+      f"resnet: block must be a block function and stage_sizes a tuple of block counts, got "
+      f"block={block!r}, stage_sizes={stage_sizes!r}"
+    )
   for i, n in enumerate(stage_sizes):
     positive_int(n, f"stage_sizes[{i}]", "resnet")
   stem = serial(**_conv_bn(64, 7, 2), maxpool=MaxPool((3, 3), strides=(2, 2), padding=1))
@@ -119,7 +139,7 @@ def resnet(block, stage_sizes, num_classes=1000):
   for stage, blocks in enumerate(stage_sizes):
     units = {}
     for i in range(blocks):
-      units[f"block{i}"], width = block(64 * 2 ** stage, 2 if stage > 0 and i == 0 else 1, width)
+      units[f"block{i}"], width = block(64 * 2**stage, 2 if stage > 0 and i == 0 else 1, width)
     stages[f"stage{stage + 1}"] = serial(**units)
   return serial(stem=stem, **stages, pool=GlobalAvgPool, fc=Dense(num_classes))
 
@@ -146,7 +166,7 @@ def resnet18(num_classes=1000):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> info = fc.summary(fc.models.resnet18(), (224, 224, 3), print_fn=None)
     >>> info["params"], info["state"], round(info["macs"] / 1e9, 2)       # GMACs
@@ -172,7 +192,7 @@ def resnet34(num_classes=1000):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet34(), (224, 224, 3), print_fn=None)["params"]
     21797672
@@ -197,7 +217,7 @@ def resnet50(num_classes=1000):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet50(), (224, 224, 3), print_fn=None)["params"]
     25557032
@@ -221,7 +241,7 @@ def resnet101(num_classes=1000):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet101(), (224, 224, 3), print_fn=None)["params"]
     44549160
@@ -245,7 +265,7 @@ def resnet152(num_classes=1000):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet152(), (224, 224, 3), print_fn=None)["params"]
     60192808
@@ -267,7 +287,15 @@ def subsample_and_pad(width, stride):
 
   Returns:
     A `Layer` named `SubsampleAndPad`, for 2-D images `(H, W, C)`.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from funconv.models.resnet import subsample_and_pad
+    >>> y, state = subsample_and_pad(32, 2).apply((), (), jnp.ones((32, 32, 16)))
+    >>> y.shape, float(y[..., :8].sum()), float(y[..., 8:24].mean())   # 8 zero channels on each side
+    ((16, 16, 32), 0.0, 1.0)
   """
+
   def init(key, input_shape):
     *spatial, channels = input_shape
     return (*(-(-n // stride) for n in spatial), width), (), ()
@@ -308,7 +336,7 @@ def cifar_resnet(depth, num_classes=10, shortcuts=True):
     TypeError: `depth` or `num_classes` is not an int; `shortcuts` is not a bool.
     ValueError: `num_classes` below 1; `depth` not `6n + 2` with `n >= 1`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> info = fc.summary(fc.models.cifar_resnet(8), (32, 32, 3), print_fn=None)
     >>> info["params"], info["state"], info["rows"][-1]["output_shape"]
@@ -327,8 +355,7 @@ def cifar_resnet(depth, num_classes=10, shortcuts=True):
     units = {}
     for i in range(n):
       stride = 2 if stage > 0 and i == 0 else 1
-      main = serial(**_conv_bn(stage_width, 3, stride, suffix="1"), **_conv_bn(stage_width, 3, relu=False,
-                                                                                  suffix="2"))
+      main = serial(**_conv_bn(stage_width, 3, stride, suffix="1"), **_conv_bn(stage_width, 3, relu=False, suffix="2"))
       shortcut = Identity if stride == 1 and width == stage_width else subsample_and_pad(stage_width, stride)
       units[f"block{i}"] = _block(main, shortcut, shortcuts)
       width = stage_width
@@ -355,7 +382,7 @@ def resnet20(num_classes=10):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> info = fc.summary(fc.models.resnet20(), (32, 32, 3), print_fn=None)
     >>> info["params"], info["state"], round(info["macs"] / 1e6, 1)       # MMACs
@@ -384,7 +411,7 @@ def resnet32(num_classes=10):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet32(), (32, 32, 3), print_fn=None)["params"]
     464154
@@ -408,7 +435,7 @@ def resnet44(num_classes=10):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet44(), (32, 32, 3), print_fn=None)["params"]
     658586
@@ -432,7 +459,7 @@ def resnet56(num_classes=10):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet56(), (32, 32, 3), print_fn=None)["params"]
     853018
@@ -456,7 +483,7 @@ def resnet110(num_classes=10):
   Raises:
     TypeError, ValueError: `num_classes` is not an int >= 1.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.resnet110(), (32, 32, 3), print_fn=None)["params"]
     1727962

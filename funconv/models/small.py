@@ -1,4 +1,5 @@
 """A small CNN for small images: the main job's default model."""
+
 from funconv.combinators import serial
 from funconv.layers import BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool, Relu
 from funconv.layers.base import check_number
@@ -31,7 +32,7 @@ def small_cnn(num_classes=10, width=32, dropout=0.3):
     TypeError: `num_classes` or `width` is not an int, or `dropout` not a number.
     ValueError: `num_classes` or `width` below 1; `dropout` outside [0, 1].
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp
     >>> import funconv as fc
     >>> net = fc.models.small_cnn()
@@ -46,7 +47,17 @@ def small_cnn(num_classes=10, width=32, dropout=0.3):
   positive_int(num_classes, "num_classes", "small_cnn")
   positive_int(width, "width", "small_cnn")
   check_number(dropout, "dropout", "small_cnn", 0.0, 1.0)
-  return serial(conv1=Conv(width, (3, 3), padding="SAME"), bn1=BatchNorm(), relu1=Relu,
-                   conv2=Conv(2 * width, (3, 3), padding="SAME"), bn2=BatchNorm(), relu2=Relu,
-                   pool=MaxPool((2, 2), strides=(2, 2)), flatten=Flatten, dropout=Dropout(dropout),
-                   fc1=Dense(128), relu3=Relu, fc2=Dense(num_classes))
+  return serial(
+    conv1=Conv(width, (3, 3), padding="SAME"),
+    bn1=BatchNorm(),
+    relu1=Relu,
+    conv2=Conv(2 * width, (3, 3), padding="SAME"),
+    bn2=BatchNorm(),
+    relu2=Relu,
+    pool=MaxPool((2, 2), strides=(2, 2)),
+    flatten=Flatten,
+    dropout=Dropout(dropout),
+    fc1=Dense(128),
+    relu3=Relu,
+    fc2=Dense(num_classes),
+  )

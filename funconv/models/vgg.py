@@ -1,4 +1,5 @@
 """VGG (Simonyan and Zisserman 2015), configurations A, B, D and E."""
+
 from funconv.combinators import serial
 from funconv.layers import AdaptiveAvgPool, BatchNorm, Conv, Dense, Dropout, Flatten, MaxPool, Relu
 from funconv.layers.base import check_number
@@ -6,10 +7,10 @@ from funconv.ops.shapes import positive_int
 
 # Output channels of each 3x3 convolution; "M" is a 2x2 max pool with stride 2.
 CONFIGS = {
-    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+  11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+  13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+  16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+  19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
 }
 
 
@@ -45,7 +46,7 @@ def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_widt
     ValueError: a width, `num_classes` or `classifier_width` below 1; `dropout` outside [0, 1].
       (`init`) an input too small for the pools.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> net = fc.models.vgg((16, "M", 32, 32, "M"), num_classes=10, batch_norm=True, classifier_width=64)
     >>> info = fc.summary(net, (32, 32, 3), print_fn=None)
@@ -72,10 +73,18 @@ def vgg(config, num_classes=1000, batch_norm=False, dropout=0.5, classifier_widt
       layers.update({f"bn{block}_{conv}": BatchNorm()} if batch_norm else {})
       layers[f"relu{block}_{conv}"] = Relu
       conv += 1
-  return serial(**layers, avgpool=AdaptiveAvgPool((7, 7)), flatten=Flatten,
-                   fc6=Dense(classifier_width), relu6=Relu, drop6=Dropout(dropout),
-                   fc7=Dense(classifier_width), relu7=Relu, drop7=Dropout(dropout),
-                   fc8=Dense(num_classes))
+  return serial(
+    **layers,
+    avgpool=AdaptiveAvgPool((7, 7)),
+    flatten=Flatten,
+    fc6=Dense(classifier_width),
+    relu6=Relu,
+    drop6=Dropout(dropout),
+    fc7=Dense(classifier_width),
+    relu7=Relu,
+    drop7=Dropout(dropout),
+    fc8=Dense(num_classes),
+  )
 
 
 def vgg11(num_classes=1000, batch_norm=False):
@@ -97,7 +106,7 @@ def vgg11(num_classes=1000, batch_norm=False):
   Raises:
     TypeError, ValueError: as `vgg`, for `num_classes`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.vgg11(), (224, 224, 3), print_fn=None)["params"]
     132863336
@@ -127,7 +136,7 @@ def vgg13(num_classes=1000, batch_norm=False):
   Raises:
     TypeError, ValueError: as `vgg`, for `num_classes`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.vgg13(), (224, 224, 3), print_fn=None)["params"]
     133047848
@@ -154,7 +163,7 @@ def vgg16(num_classes=1000, batch_norm=False):
   Raises:
     TypeError, ValueError: as `vgg`, for `num_classes`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.vgg16(), (224, 224, 3), print_fn=None)["params"]
     138357544
@@ -183,7 +192,7 @@ def vgg19(num_classes=1000, batch_norm=False):
   Raises:
     TypeError, ValueError: as `vgg`, for `num_classes`.
 
-  Example:
+  Examples:
     >>> import funconv as fc
     >>> fc.summary(fc.models.vgg19(), (224, 224, 3), print_fn=None)["params"]
     143667240

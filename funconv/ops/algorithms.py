@@ -15,6 +15,7 @@ transposes) run them over the batch in chunks (`lax.scan`), padding each chunk i
 chunk's intermediates stay in cache; they are the lowerings of the primitives in
 `funconv.ops.primitives`.
 """
+
 import math
 
 import jax
@@ -57,8 +58,9 @@ def _forward_products(xp, w, plan: Plan):
   n_lead, n_rest = math.prod(lead), math.prod(rest)
   w_wide = w.reshape(n_lead, n_rest, channels, c_out).transpose(0, 2, 1, 3).reshape(n_lead * channels, -1)
   products = matmul(gather.rows(gathered_x), w_wide, plan).reshape(*gathered_x.shape[:-1], n_rest * c_out)
-  rest_plan = plan._replace(strides=(1,) * gathered + plan.strides[gathered:],
-                            dilation=(0,) * gathered + plan.dilation[gathered:])
+  rest_plan = plan._replace(
+    strides=(1,) * gathered + plan.strides[gathered:], dilation=(0,) * gathered + plan.dilation[gathered:]
+  )
   blocks = (lax.slice_in_dim(products, i * c_out, (i + 1) * c_out, axis=-1) for i in range(n_rest))
   return sum(gather.taps_of_each(blocks, (1,) * gathered + rest, rest_plan))
 
@@ -72,13 +74,14 @@ def input_grad(g, w, plan: Plan):
     w_taps = w.reshape(-1, *w.shape[-2:])
     parts = [tap_input_grad(g2, w_taps[i], plan) for i in range(len(w_taps))]
     return scatter.col2im([part.reshape(n, *plan.out, channels) for part in parts], window, plan)
-  d_patches = matmul(g2, w.reshape(-1, c_out), plan, ((1,), (1,)))   # one GEMM for all taps
+  d_patches = matmul(g2, w.reshape(-1, c_out), plan, ((1,), (1,)))  # one GEMM for all taps
   if plan.input_grad == "reshape":
     return d_patches.reshape(n, *plan.padded, channels)
   if plan.input_grad == "col2im_in_place":
     return scatter.col2im_in_place(d_patches.reshape(n, *plan.out, -1, channels), window, plan)
-  parts = [d_patches[:, i * channels:(i + 1) * channels].reshape(n, *plan.out, channels)
-           for i in range(math.prod(window))]
+  parts = [
+    d_patches[:, i * channels : (i + 1) * channels].reshape(n, *plan.out, channels) for i in range(math.prod(window))
+  ]
   return scatter.col2im(parts, window, plan)
 
 
@@ -186,6 +189,7 @@ class _Chunked:
 # batch: a backward pass reads each chunk of the input and the cotangent once for both gradients
 # (row 3 of experiments/bench_conv.py: 1.3x faster than two scans).
 
+
 def _of_conv(x, w_or_g, spec):
   """The passes of a convolution of input `x` whose other operand (kernel or cotangent) ends in `C_out`."""
   return _Chunked(spec, x.shape[0], x.shape[-1], w_or_g.shape[-1], x.dtype)
@@ -213,8 +217,9 @@ def conv_cotangents(x, w, g, spec: ConvSpec):
   """`conv`'s transposes for cotangent `g`: `(input_grad(g, w), kernel_grad(x, g))`, in one scan."""
   k = _of_conv(x, w, spec)
   w_in = k.input_grad_kernel(w)
-  dx, dw = over_chunks(lambda xc, gc: (k.input_grad(gc, w_in), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g),
-                       k.kernel_zeros())
+  dx, dw = over_chunks(
+    lambda xc, gc: (k.input_grad(gc, w_in), k.kernel_grad(xc, gc)), k.plan.grad_chunk, (x, g), k.kernel_zeros()
+  )
   return [dx.astype(x.dtype), dw.astype(w.dtype)]
 
 
@@ -229,16 +234,18 @@ def input_grad_tangent(g, w, tg, tw, spec: ConvSpec):
   """`input_grad(tg, w) + input_grad(g, tw)`."""
   k = _of_input_grad(g, w, spec)
   w_in, tw_in = k.input_grad_kernel(w), k.input_grad_kernel(tw)
-  dx = over_chunks(lambda gc, tgc: (k.input_grad(tgc, w_in) + k.input_grad(gc, tw_in), ()),
-                   k.plan.input_grad_chunk, (g, tg))[0]
+  dx = over_chunks(
+    lambda gc, tgc: (k.input_grad(tgc, w_in) + k.input_grad(gc, tw_in), ()), k.plan.input_grad_chunk, (g, tg)
+  )[0]
   return dx.astype(g.dtype)
 
 
 def input_grad_cotangents(g, w, ct, spec: ConvSpec):
   """`input_grad`'s transposes for cotangent `ct` `(n, *in_spatial, C)`: `(conv(ct, w), kernel_grad(ct, g))`."""
   k = _of_input_grad(g, w, spec)
-  dg, dw = over_chunks(lambda gc, cc: (k.conv(cc, w), k.kernel_grad(cc, gc)), k.plan.input_grad_chunk, (g, ct),
-                       k.kernel_zeros())
+  dg, dw = over_chunks(
+    lambda gc, cc: (k.conv(cc, w), k.kernel_grad(cc, gc)), k.plan.input_grad_chunk, (g, ct), k.kernel_zeros()
+  )
   return [dg.astype(g.dtype), dw.astype(w.dtype)]
 
 
@@ -253,8 +260,12 @@ def kernel_grad_of_conv(x, g, spec: ConvSpec):
 def kernel_grad_tangent(x, g, tx, tg, spec: ConvSpec):
   """`kernel_grad(tx, g) + kernel_grad(x, tg)`."""
   k = _of_conv(x, g, spec)
-  dw = over_chunks(lambda xc, gc, txc, tgc: ((), k.kernel_grad(txc, gc) + k.kernel_grad(xc, tgc)), k.plan.grad_chunk,
-                   (x, g, tx, tg), k.kernel_zeros())[1]
+  dw = over_chunks(
+    lambda xc, gc, txc, tgc: ((), k.kernel_grad(txc, gc) + k.kernel_grad(xc, tgc)),
+    k.plan.grad_chunk,
+    (x, g, tx, tg),
+    k.kernel_zeros(),
+  )[1]
   return dw.astype(x.dtype)
 
 

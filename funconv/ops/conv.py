@@ -1,6 +1,7 @@
 """`conv` and `conv_transpose`: argument checks and shape rules, then one bind of funconv's
 convolution primitives (`funconv.ops.primitives`); the algorithms are in `funconv.ops.algorithms`,
 chosen per call by `funconv.ops.plan`."""
+
 import jax.numpy as jnp
 
 from funconv.ops import winograd
@@ -8,8 +9,16 @@ from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
 from funconv.ops.primitives import bind, conv_input_grad_p, conv_p
-from funconv.ops.shapes import (as_tuple, check_groups, check_inexact, conv_transpose_output_shape, flatten_batch,
-                                resolve_window, transpose_padding, window_reach)
+from funconv.ops.shapes import (
+  as_tuple,
+  check_groups,
+  check_inexact,
+  conv_transpose_output_shape,
+  flatten_batch,
+  resolve_window,
+  transpose_padding,
+  window_reach,
+)
 
 
 def _operands(x, w, op, kernel_shape):
@@ -31,19 +40,29 @@ def _check_algorithm(spec: ConvSpec, op):
   if spec.algorithm is not None and spec.algorithm not in FORWARD_ALGORITHMS:
     raise ValueError(f"{op}: unknown algorithm {spec.algorithm!r}; expected None or one of {FORWARD_ALGORITHMS}")
   if spec.algorithm == "winograd" and not winograd.applies(spec.window, spec.strides, spec.dilation, spec.groups):
-    raise ValueError(f"{op}: algorithm 'winograd' computes ungrouped convolutions with 3-tap windows, stride 1 and "
-                     f"no dilation; got window {spec.window}, strides {spec.strides}, dilation {spec.dilation}, "
-                     f"groups {spec.groups}")
+    raise ValueError(
+      f"{op}: algorithm 'winograd' computes ungrouped convolutions with 3-tap windows, stride 1 and "
+      f"no dilation; got window {spec.window}, strides {spec.strides}, dilation {spec.dilation}, "
+      f"groups {spec.groups}"
+    )
 
 
 def conv_spec(x3, w, strides, dilation, groups, pairs, fill="constant", algorithm=None, precision=None):
   """The `ConvSpec` of a convolution of `x3` `(n, *spatial, C)` with `w`, its input padded by `pairs`."""
-  return ConvSpec(tuple(x3.shape[1:-1]), tuple(w.shape[:-2]), tuple(strides), tuple(dilation), groups,
-                  tuple(tuple(p) for p in pairs), fill, algorithm, precision)
+  return ConvSpec(
+    tuple(x3.shape[1:-1]),
+    tuple(w.shape[:-2]),
+    tuple(strides),
+    tuple(dilation),
+    groups,
+    tuple(tuple(p) for p in pairs),
+    fill,
+    algorithm,
+    precision,
+  )
 
 
-def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None,
-         precision=None):
+def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None, precision=None):
   """N-d convolution (cross-correlation, as in deep learning) of channels-last `x` with kernel `w`.
 
   A JAX primitive (`funconv.ops.primitives.conv_p`): every transformation applies (`grad`, `jvp`,
@@ -145,15 +164,19 @@ def conv_transpose(x, w, strides=None, padding="VALID", dilation=None, *, algori
   x3, batch, w, rank = _operands(x, w, op, "(*window, C_in, C_out)")
   window = w.shape[:rank]
   if x3.shape[-1] != w.shape[-2]:
-    raise ValueError(f"{op}: x has {x3.shape[-1]} channels (x.shape={jnp.shape(x)}) but the kernel expects "
-                     f"w.shape[-2]={w.shape[-2]} (w.shape={w.shape})")
+    raise ValueError(
+      f"{op}: x has {x3.shape[-1]} channels (x.shape={jnp.shape(x)}) but the kernel expects "
+      f"w.shape[-2]={w.shape[-2]} (w.shape={w.shape})"
+    )
   strides = as_tuple(strides, rank, "strides", op)
   dilation = as_tuple(dilation, rank, "dilation", op)
   pairs = transpose_padding(window, strides, dilation, padding, op)
   in_spatial = x3.shape[1:-1]
   if any(o < 1 for o in conv_transpose_output_shape(in_spatial, window, strides, pairs, dilation)):
-    raise ValueError(f"{op}: padding {pairs} leaves no output for input shape {jnp.shape(x)}, window {window}, "
-                     f"strides {strides}, dilation {dilation}")
+    raise ValueError(
+      f"{op}: padding {pairs} leaves no output for input shape {jnp.shape(x)}, window {window}, "
+      f"strides {strides}, dilation {dilation}"
+    )
   # The convolution whose input gradient this is: from the spread input's full extent
   # `S (W - 1) + 1 + reach` (no padding) to `x`'s spatial shape, with the flipped kernel.
   reach = window_reach(window, dilation)

@@ -2,6 +2,7 @@
 
 Every function takes a padded input `xp` `(n, *P, C)` and the `Plan` of its convolution.
 """
+
 import itertools
 import math
 from typing import Sequence
@@ -34,14 +35,16 @@ def taps(xp, window, plan):
 
 def taps_of_each(arrays, window, plan):
   """Tap `k`'s strided slice of the `k`-th array."""
-  return [strided_window_slice(a, tuple(k * d for k, d in zip(tap, plan.dilation)), plan.out, plan.strides)
-          for a, tap in zip(arrays, window_offsets(window))]
+  return [
+    strided_window_slice(a, tuple(k * d for k, d in zip(tap, plan.dilation)), plan.out, plan.strides)
+    for a, tap in zip(arrays, window_offsets(window))
+  ]
 
 
 def tap_starts(window, plan):
   """`start(i)`: the `(N, *spatial)` start index of tap `i`'s slice (row-major taps), for a traced
   loop index `i`."""
-  inner = [math.prod(window[a + 1:]) for a in range(len(window))]
+  inner = [math.prod(window[a + 1 :]) for a in range(len(window))]
 
   def start(i):
     return (0, *(lax.rem(lax.div(i, m), k) * d for m, k, d in zip(inner, window, plan.dilation)))
@@ -95,9 +98,14 @@ def gather_leading(xp, window, plan, gathered):
   when `gathered == 0`.
   """
   rank = len(window)
-  full = tuple(xp.shape[1 + gathered:-1])
-  slices = [strided_window_slice(xp, (*(k * d for k, d in zip(tap, plan.dilation)), *(0,) * (rank - gathered)),
-                                 (*plan.out[:gathered], *full),
-                                 (*plan.strides[:gathered], *(1,) * (rank - gathered)))
-            for tap in window_offsets(window[:gathered])]
+  full = tuple(xp.shape[1 + gathered : -1])
+  slices = [
+    strided_window_slice(
+      xp,
+      (*(k * d for k, d in zip(tap, plan.dilation)), *(0,) * (rank - gathered)),
+      (*plan.out[:gathered], *full),
+      (*plan.strides[:gathered], *(1,) * (rank - gathered)),
+    )
+    for tap in window_offsets(window[:gathered])
+  ]
   return slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)

@@ -1,5 +1,6 @@
 """The products of one kernel tap: `(rows, C)` positions times a `(C // groups, C_out)` tap, and the
 two transposes. Every product accumulates in the plan's `accum` dtype (float32 for 16-bit floats)."""
+
 import jax.numpy as jnp
 from jax import lax
 

@@ -1,4 +1,5 @@
 """A drop-in for `jax.lax.conv_general_dilated` built on funconv's explicit convolution."""
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -9,9 +10,20 @@ from funconv.ops.primitives import bind, conv_p
 from funconv.ops.shapes import as_tuple, check_groups, check_inexact, dilate_size
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None, out_sharding=None):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+  out_sharding=None,
+):
   """`jax.lax.conv_general_dilated`, same signature and semantics, without the native convolution.
 
   Any `dimension_numbers` (`("NCHW", "OIHW", "NCHW")` by default, as in lax), string or
@@ -62,7 +74,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   check_inexact(rhs, op, "rhs")
   dtype = jnp.result_type(lhs, rhs)
   if preferred_element_type is not None and jnp.dtype(preferred_element_type).itemsize > dtype.itemsize:
-    dtype = jnp.result_type(dtype, preferred_element_type)   # compute in the wider type
+    dtype = jnp.result_type(dtype, preferred_element_type)  # compute in the wider type
   dn = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
   rank = lhs.ndim - 2
   x = jnp.transpose(lhs, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1])).astype(dtype)
@@ -72,8 +84,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   rhs_dilation = as_tuple(rhs_dilation, rank, "rhs_dilation", op)
   if isinstance(padding, str):
     if any(d > 1 for d in lhs_dilation):
-      raise ValueError(f"{op}: string padding {padding!r} is not defined with lhs_dilation={lhs_dilation} "
-                       "(as in lax); give explicit (low, high) pairs or use funconv.ops.conv_transpose")
+      raise ValueError(
+        f"{op}: string padding {padding!r} is not defined with lhs_dilation={lhs_dilation} "
+        "(as in lax); give explicit (low, high) pairs or use funconv.ops.conv_transpose"
+      )
     dilated_in = [dilate_size(n, d) for n, d in zip(x.shape[1:-1], lhs_dilation)]
     dilated_window = [dilate_size(k, d) for k, d in zip(w.shape[:-2], rhs_dilation)]
     padding = lax.padtype_to_pads(dilated_in, dilated_window, strides, padding)
@@ -84,12 +98,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   groups = feature_group_count
   if batch_group_count > 1:
     if feature_group_count > 1:
-      raise ValueError(f"{op}: at most one of feature_group_count ({feature_group_count}) and "
-                       f"batch_group_count ({batch_group_count}) may exceed 1")
+      raise ValueError(
+        f"{op}: at most one of feature_group_count ({feature_group_count}) and "
+        f"batch_group_count ({batch_group_count}) may exceed 1"
+      )
     n = x.shape[0]
     if n % batch_group_count or w.shape[-1] % batch_group_count:
-      raise ValueError(f"{op}: batch_group_count={batch_group_count} must divide the batch ({n}) and the "
-                       f"output features ({w.shape[-1]}); lhs.shape={lhs.shape}, rhs.shape={rhs.shape}")
+      raise ValueError(
+        f"{op}: batch_group_count={batch_group_count} must divide the batch ({n}) and the "
+        f"output features ({w.shape[-1]}); lhs.shape={lhs.shape}, rhs.shape={rhs.shape}"
+      )
     # Batch group b becomes feature group b: (B * N', ..., C) -> (N', ..., B * C).
     x = x.reshape(batch_group_count, n // batch_group_count, *x.shape[1:])
     x = jnp.moveaxis(x, 0, -2).reshape(*x.shape[1:-1], batch_group_count * x.shape[-1])

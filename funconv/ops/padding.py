@@ -1,4 +1,5 @@
 """Padding the spatial axes of `(N, *spatial, C)` arrays, and its transpose."""
+
 from typing import Sequence
 
 import jax

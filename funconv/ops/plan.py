@@ -5,6 +5,7 @@
 (`funconv.ops.algorithms`) each read their part. The thresholds are measurements
 (experiments/bench_conv.py and bench_train.py; docs/convolution.md).
 """
+
 import math
 import os
 from typing import NamedTuple
@@ -39,16 +40,17 @@ INPUT_GRAD_BY_CONV_FROM_CHANNELS = 8
 class ConvSpec(NamedTuple):
   """The static parameters of a convolution, shared by its three primitives (forward, input
   gradient, kernel gradient): everything but the batch size, the channels and the arrays."""
-  in_spatial: tuple[int, ...]          # spatial shape of the unpadded input
+
+  in_spatial: tuple[int, ...]  # spatial shape of the unpadded input
   window: tuple[int, ...]
   strides: tuple[int, ...]
   dilation: tuple[int, ...]
   groups: int
-  pads: tuple[tuple[int, int], ...]    # (low, high) per spatial axis
-  fill: str                            # "constant", "wrap" or "reflect"
-  algorithm: str | None                # the caller's forward algorithm, None to choose by shape
-  precision: object                    # passed to every lax.dot_general
-  backend: str = "cpu"                 # the platform lowered for, set by the primitives' lowering
+  pads: tuple[tuple[int, int], ...]  # (low, high) per spatial axis
+  fill: str  # "constant", "wrap" or "reflect"
+  algorithm: str | None  # the caller's forward algorithm, None to choose by shape
+  precision: object  # passed to every lax.dot_general
+  backend: str = "cpu"  # the platform lowered for, set by the primitives' lowering
 
   @property
   def padded(self):
@@ -64,6 +66,7 @@ class ConvSpec(NamedTuple):
 class Plan(NamedTuple):
   """What each pass of one convolution runs. `padded`, `out`, `pads` and `fill` describe the input
   as each chunk pads it; `accum` is the dtype products accumulate in."""
+
   strides: tuple[int, ...]
   dilation: tuple[int, ...]
   groups: int
@@ -73,14 +76,14 @@ class Plan(NamedTuple):
   fill: str
   precision: object
   accum: object
-  forward: str          # "im2col" | "shifted" | "products" | "hybrid" | "winograd"
-  input_grad: str       # "conv" (of the cotangent, see `by_conv`) | "reshape" | "col2im" | "col2im_in_place" | "taps"
-  kernel_grad: str      # "patches" | "products" (shifted cotangents) | "taps" | "winograd"
-  chunk: int            # examples per chunk of the forward pass
-  grad_chunk: int       # examples per chunk of the backward pass (both gradients) and the kernel gradient
+  forward: str  # "im2col" | "shifted" | "products" | "hybrid" | "winograd"
+  input_grad: str  # "conv" (of the cotangent, see `by_conv`) | "reshape" | "col2im" | "col2im_in_place" | "taps"
+  kernel_grad: str  # "patches" | "products" (shifted cotangents) | "taps" | "winograd"
+  chunk: int  # examples per chunk of the forward pass
+  grad_chunk: int  # examples per chunk of the backward pass (both gradients) and the kernel gradient
   input_grad_chunk: int  # examples per chunk of the input gradient as an op of its own (conv_transpose)
-  by_conv: "Plan | None" = None   # for input_grad == "conv": the forward convolution of the cotangent
-  tile: int = 0         # for "winograd": outputs per tile and axis, F(tile, 3)
+  by_conv: "Plan | None" = None  # for input_grad == "conv": the forward convolution of the cotangent
+  tile: int = 0  # for "winograd": outputs per tile and axis, F(tile, 3)
 
 
 def accumulation_dtype(dtype):
@@ -116,11 +119,15 @@ def choose_forward(spec: ConvSpec, channels, dtype):
   window, padded, out = spec.window, spec.padded, spec.out
   if spec.groups > 1 or channels == 1:
     return "shifted"
-  if spec.backend != "cpu" and len(window) >= 2:   # on an H100 the fastest forward on 2-D and 3-D rows, or within 5%
+  if spec.backend != "cpu" and len(window) >= 2:  # on an H100 the fastest forward on 2-D and 3-D rows, or within 5%
     return "hybrid"
-  if (spec.backend == "cpu" and winograd.applies(window, spec.strides, spec.dilation, spec.groups)
-      and channels >= WINOGRAD_FROM_CHANNELS and jnp.dtype(dtype).itemsize >= 4
-      and math.prod(out) >= WINOGRAD_FROM_OUTPUTS):
+  if (
+    spec.backend == "cpu"
+    and winograd.applies(window, spec.strides, spec.dilation, spec.groups)
+    and channels >= WINOGRAD_FROM_CHANNELS
+    and jnp.dtype(dtype).itemsize >= 4
+    and math.prod(out) >= WINOGRAD_FROM_OUTPUTS
+  ):
     return "winograd"
   if any(s > 1 for s in spec.strides) or padded[-1] > 2 * out[-1]:
     return "im2col"
@@ -176,7 +183,7 @@ def _intermediate_bytes(spec, chosen, input_grad, channels, c_out, itemsize, til
   backward pass that falls back to col2im and the patch matrix.
   """
   window, out = spec.window, spec.out
-  if chosen == "winograd":   # the transformed input and products, `(a / m)^d` times the output positions
+  if chosen == "winograd":  # the transformed input and products, `(a / m)^d` times the output positions
     transformed = math.prod(winograd.tiles(out, tile)) * (tile + winograd.TAPS - 1) ** len(window)
     return transformed * (channels + c_out) * itemsize
   if chosen == "hybrid" and (not backward or input_grad == "conv"):
@@ -199,8 +206,9 @@ def _by_conv_plan(spec: ConvSpec, plan: Plan):
   else:
     pads, out = tuple((r, r) for r in reach), plan.padded
   padded = tuple(o + lo + hi for o, (lo, hi) in zip(plan.out, pads))
-  return plan._replace(padded=padded, out=tuple(out), pads=pads, fill="constant", input_grad="col2im",
-                       kernel_grad="taps")
+  return plan._replace(
+    padded=padded, out=tuple(out), pads=pads, fill="constant", input_grad="col2im", kernel_grad="taps"
+  )
 
 
 def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
@@ -210,8 +218,24 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   input_grad = _input_grad_algorithm(spec, chosen, channels)
   accum = accumulation_dtype(dtype)
   tile = winograd_tile(spec, dtype) if chosen == "winograd" else 0
-  plan = Plan(spec.strides, spec.dilation, spec.groups, spec.padded, spec.out, spec.pads, spec.fill, spec.precision,
-              accum, forward, input_grad, _kernel_grad_algorithm(spec, chosen, channels), n, n, n, tile=tile)
+  plan = Plan(
+    spec.strides,
+    spec.dilation,
+    spec.groups,
+    spec.padded,
+    spec.out,
+    spec.pads,
+    spec.fill,
+    spec.precision,
+    accum,
+    forward,
+    input_grad,
+    _kernel_grad_algorithm(spec, chosen, channels),
+    n,
+    n,
+    n,
+    tile=tile,
+  )
   if input_grad == "conv":
     plan = plan._replace(by_conv=_by_conv_plan(spec, plan))
   # Depthwise convolutions build no patch matrix and fuse into a few loops that a scan would only
@@ -223,6 +247,8 @@ def make_plan(spec: ConvSpec, n: int, channels: int, c_out: int, dtype) -> Plan:
   # The input gradient alone (a transposed convolution and its backward pass) holds the
   # per-tap parts of col2im, `K * C` per output position (measured on rows 13-15).
   col2im_parts = math.prod(spec.out) * math.prod(spec.window) * channels * accum.itemsize
-  return plan._replace(chunk=_chunk_size(n, _intermediate_bytes(*sizes)),
-                       grad_chunk=_chunk_size(n, _intermediate_bytes(*sizes, backward=True)),
-                       input_grad_chunk=_chunk_size(n, col2im_parts))
+  return plan._replace(
+    chunk=_chunk_size(n, _intermediate_bytes(*sizes)),
+    grad_chunk=_chunk_size(n, _intermediate_bytes(*sizes, backward=True)),
+    input_grad_chunk=_chunk_size(n, col2im_parts),
+  )

@@ -4,6 +4,7 @@
 Windows that tile the input exactly (`strides == window`) reduce a reshaped view; overlapping
 windows fold the per-tap strided slices with `maximum` or `add`.
 """
+
 import math
 
 import jax.numpy as jnp
@@ -32,8 +33,8 @@ def _reduce_windows(xp, window, strides, out, reducer, reshape_reduce):
     # Non-overlapping windows: crop the unused tail, split each axis into (out, window), reduce.
     cropped = lax.slice(xp, (0,) * xp.ndim, (xp.shape[0], *(o * k for o, k in zip(out, window)), xp.shape[-1]))
     split = cropped
-    for axis, (o, k) in enumerate(zip(out, window), 1):   # one axis per reshape: sharding types allow that
-      split = split.reshape(*split.shape[:2 * axis - 1], o, k, *split.shape[2 * axis:])
+    for axis, (o, k) in enumerate(zip(out, window), 1):  # one axis per reshape: sharding types allow that
+      split = split.reshape(*split.shape[: 2 * axis - 1], o, k, *split.shape[2 * axis :])
     return reshape_reduce(split, axis=tuple(range(2, 2 * len(window) + 1, 2)))
   taps = (strided_window_slice(xp, tap, out, strides) for tap in window_offsets(window))
   result = next(taps)
@@ -160,7 +161,7 @@ def avg_pool(x, window_shape, strides=None, padding="VALID", count_include_pad=T
   if count_include_pad or fill != "constant":
     y = y / math.prod(window)
   else:
-    ones = jnp.ones((1, *jnp.shape(x)[-len(window) - 1:-1], 1), y.dtype)
+    ones = jnp.ones((1, *jnp.shape(x)[-len(window) - 1 : -1], 1), y.dtype)
     y = y / _reduce_windows(pad_spatial(ones, pairs), window, strides, out, lax.add, jnp.sum)
   return y.reshape(*batch, *y.shape[1:])
 
@@ -199,7 +200,7 @@ def l2_pool(x, window_shape, strides=None, padding="VALID"):
     >>> jax.grad(lambda x: fc.ops.l2_pool(x, (2, 2)).sum())(jnp.zeros((2, 2, 1)))[..., 0].tolist()
     [[0.0, 0.0], [0.0, 0.0]]
   """
-  check_inexact(x, "l2_pool", complex_ok=False)   # before squaring, which would make a boolean x an integer one
+  check_inexact(x, "l2_pool", complex_ok=False)  # before squaring, which would make a boolean x an integer one
   y, batch, *_ = _sum_pool(jnp.square(x), window_shape, strides, padding, "l2_pool")
   nonzero = y > 0
   return jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, y, 1)), 0).reshape(*batch, *y.shape[1:])
@@ -308,8 +309,8 @@ def adaptive_avg_pool(x, output_size):
   rank = spatial_rank(op, output_size=output_size) or 1
   output_size = as_tuple(output_size, rank, "output_size", op)
   x = _spatial(x, rank, op)
-  if 0 in x.shape[x.ndim - rank - 1:-1]:
-    raise ValueError(f"{op}: x's spatial axes {x.shape[x.ndim - rank - 1:-1]} must not be empty (x.shape={x.shape})")
+  if 0 in x.shape[x.ndim - rank - 1 : -1]:
+    raise ValueError(f"{op}: x's spatial axes {x.shape[x.ndim - rank - 1 : -1]} must not be empty (x.shape={x.shape})")
   for i, m in enumerate(output_size):
     axis = x.ndim - rank - 1 + i
     weights = _adaptive_weights(x.shape[axis], m, x.dtype)

@@ -17,6 +17,7 @@ a native convolution. The bilinear primitives' batching rules fold a vmapped axi
 per-example kernel gradients, model ensembles); the fused ones batch and differentiate as the
 bilinear primitives they are made of.
 """
+
 import functools
 import math
 
@@ -47,34 +48,43 @@ def _compiled(prim, spec):
 # replicated. Either way no device gathers another's activations (a loop over the batch inside
 # the algorithms would otherwise make the partitioner gather the whole batch).
 
+
 def _batch_axes(avals, per_example, name):
   """The mesh axes that shard the batch in the operands' (Explicit) types, or None; only the batch
   axis may be sharded."""
   axes = {aval.sharding.spec[0] for aval, batched in zip(avals, per_example) if batched}
   rest = [(aval.sharding.spec[1:] if batched else aval.sharding.spec) for aval, batched in zip(avals, per_example)]
   if len(axes) > 1 or any(entry is not None for spec in rest for entry in spec):
-    raise ValueError(f"{name}: only the batch axis of a convolution may be sharded, the same way for every "
-                     f"batched operand, and the kernel replicated; got operands "
-                     f"{[aval.str_short(short_dtypes=True) for aval in avals]}: use jax.sharding.reshard")
+    raise ValueError(
+      f"{name}: only the batch axis of a convolution may be sharded, the same way for every "
+      f"batched operand, and the kernel replicated; got operands "
+      f"{[aval.str_short(short_dtypes=True) for aval in avals]}: use jax.sharding.reshard"
+    )
   return axes.pop() if axes else None
 
 
 def _results_per_device(impl, per_example_out, axes):
   """`impl` on one device's examples: its kernel-shaped results summed over the batch's `axes`."""
+
   def local(*args, spec):
     out = impl(*args, spec)
-    outs = [o if batched or axes is None else lax.psum(o, axes)
-            for o, batched in zip(out if len(per_example_out) > 1 else [out], per_example_out)]
+    outs = [
+      o if batched or axes is None else lax.psum(o, axes)
+      for o, batched in zip(out if len(per_example_out) > 1 else [out], per_example_out)
+    ]
     return outs if len(per_example_out) > 1 else outs[0]
+
   return local
 
 
 def _auto_partitioned(impl, per_example, per_example_out):
   """`impl(*args, spec)` as a `custom_partitioning` parallel over the batch (Auto meshes)."""
+
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
-    axes = next(a.sharding.spec[0] if len(a.sharding.spec) else None
-                for a, batched in zip(arg_shapes, per_example) if batched)
+    axes = next(
+      a.sharding.spec[0] if len(a.sharding.spec) else None for a, batched in zip(arg_shapes, per_example) if batched
+    )
     if axes is not None and n % math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,))):
       axes = None
     named = lambda batched: NamedSharding(mesh, P(axes if batched else None))
@@ -94,12 +104,14 @@ def _auto_partitioned(impl, per_example, per_example_out):
     text = lambda group: ", ".join(" ".join(n) for n in group)
     extra = [f for n in names for f in n if f != "b"]
     reductions = ("b",) if any(per_example) and not any(per_example_out) else ()
-    return f"{text(names[:len(per_example)])} -> {text(names[len(per_example):])}", dict(
-        reduction_factors=reductions, need_replication_factors=tuple(extra))
+    return f"{text(names[: len(per_example)])} -> {text(names[len(per_example) :])}", dict(
+      reduction_factors=reductions, need_replication_factors=tuple(extra)
+    )
 
   partitioned = custom_partitioning(lambda spec, *args: impl(*args, spec), static_argnums=(0,))
-  partitioned.def_partition(partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2],
-                            sharding_rule=rule)
+  partitioned.def_partition(
+    partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2], sharding_rule=rule
+  )
   return partitioned
 
 
@@ -118,9 +130,12 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
   def abstract_eval(*args, spec):
     axes = _batch_axes(args, per_example, name)
     mesh = args[0].sharding.mesh
-    avals = [args[0].update(shape=s, weak_type=False,
-                            sharding=NamedSharding(mesh, P(axes if batched else None, *[None] * (len(s) - 1))))
-             for s, batched in zip(shapes(args, spec), per_example_out)]
+    avals = [
+      args[0].update(
+        shape=s, weak_type=False, sharding=NamedSharding(mesh, P(axes if batched else None, *[None] * (len(s) - 1)))
+      )
+      for s, batched in zip(shapes(args, spec), per_example_out)
+    ]
     return avals if multiple_results else avals[0]
 
   prim.def_impl(lambda *args, spec: _compiled(prim, spec)(*args))
@@ -129,26 +144,31 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
 
   def lowered(*args, spec, several_devices):
     out = shapes(args, spec)
-    if any(0 in shape for shape in [*out, *(a.shape for a in args)]):   # an empty sum, or nothing to compute
+    if any(0 in shape for shape in [*out, *(a.shape for a in args)]):  # an empty sum, or nothing to compute
       zeros = [jnp.zeros(shape, args[0].dtype) for shape in out]
       return zeros if multiple_results else zeros[0]
     avals = [jax.typeof(a) for a in args]
     axes = _batch_axes(avals, per_example, name)
-    if axes is not None:   # Explicit mesh: the batch's mesh axes are in the types
+    if axes is not None:  # Explicit mesh: the batch's mesh axes are in the types
       in_specs = tuple(P(axes) if batched else P() for batched in per_example)
       out_specs = [P(axes) if batched else P() for batched in per_example_out]
-      return jax.shard_map(functools.partial(_results_per_device(impl, per_example_out, axes), spec=spec),
-                           mesh=avals[0].sharding.mesh, in_specs=in_specs,
-                           out_specs=out_specs if multiple_results else out_specs[0], check_vma=False)(*args)
+      return jax.shard_map(
+        functools.partial(_results_per_device(impl, per_example_out, axes), spec=spec),
+        mesh=avals[0].sharding.mesh,
+        in_specs=in_specs,
+        out_specs=out_specs if multiple_results else out_specs[0],
+        check_vma=False,
+      )(*args)
     if not several_devices:
       return impl(*args, spec)
     return partitioned(spec, *args)
 
   def lowering(ctx, *args, spec):
-    several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1   # else nothing to partition
-    spec = spec._replace(backend=ctx.module_context.platforms[0])   # the plan may differ per backend
-    return mlir.lower_fun(functools.partial(lowered, spec=spec, several_devices=several),
-                          multiple_results=multiple_results)(ctx, *args)
+    several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1  # else nothing to partition
+    spec = spec._replace(backend=ctx.module_context.platforms[0])  # the plan may differ per backend
+    return mlir.lower_fun(
+      functools.partial(lowered, spec=spec, several_devices=several), multiple_results=multiple_results
+    )(ctx, *args)
 
   mlir.register_lowering(prim, lowering)
   # The nested custom_partitioning needs the device assignment while lowering, which JAX provides
@@ -163,23 +183,33 @@ def _bilinear(name, impls, shape_rule, per_example):
   says which of `(a, b, B(a, b))` have a leading batch axis."""
   impl, tangent_impl, cotangents_impl = impls
   a, b, out = per_example
-  return (_primitive(name, impl, shape_rule, (a, b), (out,)),
-          _primitive(f"{name}_tangent", tangent_impl, lambda a, b, ta, tb, spec: shape_rule(a, b, spec),
-                     (a, b, a, b), (out,)),
-          _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b)))
+  return (
+    _primitive(name, impl, shape_rule, (a, b), (out,)),
+    _primitive(
+      f"{name}_tangent", tangent_impl, lambda a, b, ta, tb, spec: shape_rule(a, b, spec), (a, b, a, b), (out,)
+    ),
+    _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b)),
+  )
 
 
 conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
-    "funconv_conv", (algorithms.conv, algorithms.conv_tangent, algorithms.conv_cotangents),
-    lambda x, w, spec: (x[0], *spec.out, w[-1]), (True, False, True))
+  "funconv_conv",
+  (algorithms.conv, algorithms.conv_tangent, algorithms.conv_cotangents),
+  lambda x, w, spec: (x[0], *spec.out, w[-1]),
+  (True, False, True),
+)
 conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
-    "funconv_conv_input_grad",
-    (algorithms.input_grad_of_conv, algorithms.input_grad_tangent, algorithms.input_grad_cotangents),
-    lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups), (True, False, True))
+  "funconv_conv_input_grad",
+  (algorithms.input_grad_of_conv, algorithms.input_grad_tangent, algorithms.input_grad_cotangents),
+  lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups),
+  (True, False, True),
+)
 conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
-    "funconv_conv_kernel_grad",
-    (algorithms.kernel_grad_of_conv, algorithms.kernel_grad_tangent, algorithms.kernel_grad_cotangents),
-    lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]), (True, True, False))
+  "funconv_conv_kernel_grad",
+  (algorithms.kernel_grad_of_conv, algorithms.kernel_grad_tangent, algorithms.kernel_grad_cotangents),
+  lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]),
+  (True, True, False),
+)
 
 
 def bind(prim, *args, spec):
@@ -188,8 +218,9 @@ def bind(prim, *args, spec):
   a varying value, whose transpose sums its cotangent over those devices."""
   varying = [jax.typeof(a).mat.varying for a in args]
   union = frozenset().union(*varying)
-  return prim.bind(*(a if v == union else lax.pcast(a, tuple(union - v), to="varying") for a, v in zip(args, varying)),
-                   spec=spec)
+  return prim.bind(
+    *(a if v == union else lax.pcast(a, tuple(union - v), to="varying") for a, v in zip(args, varying)), spec=spec
+  )
 
 
 # Differentiation. The transposes: <conv(x, w), t> = <x, input_grad(t, w)> = <w, kernel_grad(x, t)>.
@@ -197,6 +228,7 @@ def bind(prim, *args, spec):
 # is the cotangents primitive: `jax.grad` of a convolution runs one backward scan for both gradients.
 # The tangent and cotangents primitives differentiate and batch as the bilinear primitives they are
 # made of (`_decomposed`).
+
 
 def _bilinear_jvp(prim, tangent_p, primals, tangents, *, spec):
   (a, b), (ta, tb) = primals, tangents
@@ -253,8 +285,9 @@ def _transpose_cotangents(tangent_p, decomposed, cts, a, b, ct, *, spec):
 
 def _differentiation_rules(prim, tangent_p, cotangents_p, transpose_a, transpose_b):
   """`transpose_a(ct, b, spec)` and `transpose_b(a, ct, spec)`: `prim`'s transposes in `a` and `b`."""
-  ad.defbilinear(prim, lambda ct, a, b, *, spec: transpose_a(ct, b, spec),
-                 lambda ct, a, b, *, spec: transpose_b(a, ct, spec))
+  ad.defbilinear(
+    prim, lambda ct, a, b, *, spec: transpose_a(ct, b, spec), lambda ct, a, b, *, spec: transpose_b(a, ct, spec)
+  )
   ad.primitive_jvps[prim] = functools.partial(_bilinear_jvp, prim, tangent_p)
 
   def tangent(a, b, ta, tb, *, spec):
@@ -265,24 +298,38 @@ def _differentiation_rules(prim, tangent_p, cotangents_p, transpose_a, transpose
 
   for composite, decomposed in ((tangent_p, tangent), (cotangents_p, cotangents)):
     ad.primitive_jvps[composite] = functools.partial(_jvp_decomposed, decomposed)
-    batching.primitive_batchers[composite] = functools.partial(_batch_decomposed, decomposed,
-                                                               composite.multiple_results)
+    batching.primitive_batchers[composite] = functools.partial(
+      _batch_decomposed, decomposed, composite.multiple_results
+    )
   ad.primitive_transposes[tangent_p] = functools.partial(_transpose_tangent, cotangents_p, tangent)
   ad.primitive_transposes[cotangents_p] = functools.partial(_transpose_cotangents, tangent_p, cotangents)
 
 
-_differentiation_rules(conv_p, conv_tangent_p, conv_cotangents_p,
-                       lambda ct, w, spec: conv_input_grad_p.bind(ct, w, spec=spec),
-                       lambda x, ct, spec: conv_kernel_grad_p.bind(x, ct, spec=spec))
-_differentiation_rules(conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p,
-                       lambda ct, w, spec: conv_p.bind(ct, w, spec=spec),
-                       lambda g, ct, spec: conv_kernel_grad_p.bind(ct, g, spec=spec))
-_differentiation_rules(conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p,
-                       lambda ct, g, spec: conv_input_grad_p.bind(g, ct, spec=spec),
-                       lambda x, ct, spec: conv_p.bind(x, ct, spec=spec))
+_differentiation_rules(
+  conv_p,
+  conv_tangent_p,
+  conv_cotangents_p,
+  lambda ct, w, spec: conv_input_grad_p.bind(ct, w, spec=spec),
+  lambda x, ct, spec: conv_kernel_grad_p.bind(x, ct, spec=spec),
+)
+_differentiation_rules(
+  conv_input_grad_p,
+  input_grad_tangent_p,
+  input_grad_cotangents_p,
+  lambda ct, w, spec: conv_p.bind(ct, w, spec=spec),
+  lambda g, ct, spec: conv_kernel_grad_p.bind(ct, g, spec=spec),
+)
+_differentiation_rules(
+  conv_kernel_grad_p,
+  kernel_grad_tangent_p,
+  kernel_grad_cotangents_p,
+  lambda ct, g, spec: conv_input_grad_p.bind(g, ct, spec=spec),
+  lambda x, ct, spec: conv_p.bind(x, ct, spec=spec),
+)
 
 
 # Batching: `dims` holds each operand's vmapped axis, None where it is not vmapped.
+
 
 def _fold_into_batch(a, dim):
   """`(.., v, ..)` vmapped at `dim` over a `(n, ...)` operand -> `(v * n, ...)`."""
@@ -326,7 +373,7 @@ def _conv_batch(args, dims, *, spec):
   x_dim, w_dim = dims
   if w_dim is None:
     return _per_example_batched(conv_p, args, dims, spec)
-  if x_dim is None:   # an ensemble of kernels on one input: more output channels
+  if x_dim is None:  # an ensemble of kernels on one input: more output channels
     x, w = args
     w = jnp.moveaxis(w, w_dim, 0)
     v, kernel_in, c_out, groups = w.shape[0], w.shape[1:-1], w.shape[-1], spec.groups

@@ -1,5 +1,6 @@
 """Scatters (col2im): each kernel tap's `(n, *O, C)` part added back onto the padded grid `(n, *P, C)`,
 the transpose of `gather.taps`."""
+
 import jax.numpy as jnp
 from jax import lax
 
@@ -16,7 +17,7 @@ def col2im(parts, window, plan):
   done for them.
   """
   n, channels = parts[0].shape[0], parts[0].shape[-1]
-  phase_shape = tuple(-(-p // s) for p, s in zip(plan.padded, plan.strides))   # Q = ceil(P / S)
+  phase_shape = tuple(-(-p // s) for p, s in zip(plan.padded, plan.strides))  # Q = ceil(P / S)
   phases = {}
   for part, tap in zip(parts, window_offsets(window)):
     starts = [k * d for k, d in zip(tap, plan.dilation)]

@@ -3,6 +3,7 @@
 Output sizes (convolution, transposed convolution, pooling), padding specifications resolved to
 `(low, high)` pairs, the window fitting the padded input, groups dividing the channels, dtypes.
 """
+
 import math
 import operator
 from typing import Sequence
@@ -62,8 +63,10 @@ def spatial_rank(op: str, **window_args) -> int | None:
   on images and 3 on sequences). Checks every argument as `as_tuple` does, and that the sequences agree."""
   ranks = {name: len(v) for name, v in window_args.items() if _as_int(v) is None and _is_sequence(v)}
   if len(set(ranks.values())) > 1:
-    raise ValueError(f"{op}: {' and '.join(ranks)} must have one entry per spatial axis each, got "
-                     + ", ".join(f"{name}={window_args[name]!r}" for name in ranks))
+    raise ValueError(
+      f"{op}: {' and '.join(ranks)} must have one entry per spatial axis each, got "
+      + ", ".join(f"{name}={window_args[name]!r}" for name in ranks)
+    )
   rank = next(iter(ranks.values()), None)
   for name, value in window_args.items():
     as_tuple(value, rank or 1, name, op)
@@ -80,11 +83,13 @@ def layer_window(op: str, **window_args):
   def resolve(input_shape):
     spatial = len(input_shape) - 1
     if rank is not None and spatial != rank:
-      raise ValueError(f"{op}: a {rank}-D {noun} needs input_shape (*spatial, C) with {rank} spatial axes, "
-                       f"got {tuple(input_shape)}")
+      raise ValueError(
+        f"{op}: a {rank}-D {noun} needs input_shape (*spatial, C) with {rank} spatial axes, got {tuple(input_shape)}"
+      )
     if spatial < 1:
-      raise ValueError(f"{op}: needs input_shape (*spatial, C) with at least one spatial axis, "
-                       f"got {tuple(input_shape)}")
+      raise ValueError(
+        f"{op}: needs input_shape (*spatial, C) with at least one spatial axis, got {tuple(input_shape)}"
+      )
     return tuple(as_tuple(value, spatial, name, op) for name, value in window_args.items())
 
   return resolve
@@ -122,8 +127,9 @@ def dilate_size(size: int, dilation: int) -> int:
   return dilation * (size - 1) + 1 if size > 0 else 0
 
 
-def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[int, int] = (0, 0),
-                     dilation: int = 1) -> int:
+def conv_output_size(
+  in_size: int, window: int, stride: int = 1, padding: tuple[int, int] = (0, 0), dilation: int = 1
+) -> int:
   """Output length of one spatial axis: `floor((W + lo + hi - K') / S) + 1` with `K' = D (K - 1) + 1`.
 
   With symmetric padding `P` this is the textbook `(W - K + 2P) / S + 1`.
@@ -152,8 +158,10 @@ def conv_output_size(in_size: int, window: int, stride: int = 1, padding: tuple[
     >>> fc.ops.conv_output_size(4, 3, dilation=2)                        # K' = 5 does not fit
     0
   """
-  stride, dilation = positive_int(stride, "stride", "conv_output_size"), positive_int(dilation, "dilation",
-                                                                                      "conv_output_size")
+  stride, dilation = (
+    positive_int(stride, "stride", "conv_output_size"),
+    positive_int(dilation, "dilation", "conv_output_size"),
+  )
   return (in_size + padding[0] + padding[1] - dilate_size(window, dilation)) // stride + 1
 
 
@@ -167,8 +175,9 @@ def output_shape(in_shape, window, strides, pairs, dilation) -> tuple[int, ...]:
   return tuple(conv_output_size(n, k, s, p, d) for n, k, s, p, d in zip(in_shape, window, strides, pairs, dilation))
 
 
-def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int],
-                    dilation: Sequence[int], op: str) -> tuple[tuple[tuple[int, int], ...], str]:
+def resolve_padding(
+  padding, in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int], dilation: Sequence[int], op: str
+) -> tuple[tuple[tuple[int, int], ...], str]:
   """Resolve a padding specification to `(pairs, fill)`, as `conv` and the pooling ops do.
 
   Accepted specifications:
@@ -215,8 +224,10 @@ def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], str
   if isinstance(padding, str):
     mode = padding.upper()
     if mode not in _STRING_MODES:
-      raise ValueError(f"{op}: unknown padding {padding!r}; expected one of {', '.join(_STRING_MODES)}, "
-                       "an int, or one (low, high) pair per spatial axis")
+      raise ValueError(
+        f"{op}: unknown padding {padding!r}; expected one of {', '.join(_STRING_MODES)}, "
+        "an int, or one (low, high) pair per spatial axis"
+      )
     if mode == "CAUSAL":
       if rank != 1:
         raise ValueError(f"{op}: padding='CAUSAL' is for 1-D windows, got a {rank}-D window {tuple(window)}")
@@ -225,23 +236,32 @@ def resolve_padding(padding, in_shape: Sequence[int], window: Sequence[int], str
     pairs = tuple(tuple(p) for p in lax.padtype_to_pads(tuple(in_shape), dilated, tuple(strides), lax_mode))
     fill = EDGE_MODES.get(mode, "constant")
     if fill == "reflect" and any(max(p) >= n for p, n in zip(pairs, in_shape)):
-      raise ValueError(f"{op}: padding='REFLECT' needs every pad smaller than the input; pads {pairs} "
-                       f"for spatial shape {tuple(in_shape)}")
+      raise ValueError(
+        f"{op}: padding='REFLECT' needs every pad smaller than the input; pads {pairs} "
+        f"for spatial shape {tuple(in_shape)}"
+      )
     return pairs, fill
   if _as_int(padding) is not None:
     padding = ((padding, padding),) * rank
   try:
     pairs = tuple((operator.index(lo), operator.index(hi)) for lo, hi in padding)
   except (TypeError, ValueError):
-    raise ValueError(f"{op}: padding must be a string, an int or {rank} (low, high) pairs of ints, "
-                     f"got {padding!r}") from None
+    raise ValueError(
+      f"{op}: padding must be a string, an int or {rank} (low, high) pairs of ints, got {padding!r}"
+    ) from None
   if len(pairs) != rank:
     raise ValueError(f"{op}: padding needs one (low, high) pair per spatial axis ({rank}), got {padding!r}")
   return pairs, "constant"
 
 
-def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=None, padding="VALID", dilation=None,
-                      op: str = "conv_output_shape") -> tuple[int, ...]:
+def conv_output_shape(
+  in_shape: Sequence[int],
+  window: Sequence[int],
+  strides=None,
+  padding="VALID",
+  dilation=None,
+  op: str = "conv_output_shape",
+) -> tuple[int, ...]:
   """Spatial output shape of a convolution or pooling window over spatial shape `in_shape`.
 
   Per axis the rule is `conv_output_size`: `floor((W + lo + hi - D (K - 1) - 1) / S) + 1`. This is
@@ -275,8 +295,9 @@ def conv_output_shape(in_shape: Sequence[int], window: Sequence[int], strides=No
   rank = spatial_rank(op, window=window, strides=strides, dilation=dilation) or len(in_shape)
   if len(in_shape) != rank:
     raise ValueError(f"{op}: in_shape {in_shape} must have one size per window axis ({rank}), window={window!r}")
-  window, strides, dilation = (as_tuple(v, rank, name, op) for name, v in
-                               (("window", window), ("strides", strides), ("dilation", dilation)))
+  window, strides, dilation = (
+    as_tuple(v, rank, name, op) for name, v in (("window", window), ("strides", strides), ("dilation", dilation))
+  )
   pairs, _ = resolve_padding(padding, in_shape, window, strides, dilation, op)
   return output_shape(in_shape, window, strides, pairs, dilation)
 
@@ -286,12 +307,15 @@ def check_window_fits(out: Sequence[int], in_shape: Sequence[int], window: Seque
   window is larger than the padded input."""
   if any(o < 1 for o in out):
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_shape, pairs))
-    raise ValueError(f"{op}: window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
-                     f"padded input {padded} (input spatial shape {tuple(in_shape)}, padding {tuple(pairs)})")
+    raise ValueError(
+      f"{op}: window {tuple(window)} with dilation {tuple(dilation)} is larger than the "
+      f"padded input {padded} (input spatial shape {tuple(in_shape)}, padding {tuple(pairs)})"
+    )
 
 
-def resolve_window(in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int], padding,
-                   dilation: Sequence[int], op: str):
+def resolve_window(
+  in_shape: Sequence[int], window: Sequence[int], strides: Sequence[int], padding, dilation: Sequence[int], op: str
+):
   """`(pairs, fill, out)` of a convolution or pooling window over spatial shape `in_shape`: the
   resolved padding (`resolve_padding`), and the spatial output shape, checked to be non-empty
   (`check_window_fits`). Ops and layers all read their output shapes here."""
@@ -306,11 +330,14 @@ def check_groups(channels: int, c_out: int, groups, op: str, shapes: str = "", k
   and `c_out`, and (given a kernel's `kernel_in` input channels) `channels == groups * kernel_in`."""
   positive_int(groups, "groups", op)
   if channels % groups or c_out % groups:
-    raise ValueError(f"{op}: groups={groups} must divide the input channels ({channels}) and the output "
-                     f"channels ({c_out}){shapes}")
+    raise ValueError(
+      f"{op}: groups={groups} must divide the input channels ({channels}) and the output channels ({c_out}){shapes}"
+    )
   if kernel_in is not None and channels != groups * kernel_in:
-    raise ValueError(f"{op}: with groups={groups}, x's {channels} input channels must equal groups * w.shape[-2] "
-                     f"= {groups * kernel_in}{shapes}")
+    raise ValueError(
+      f"{op}: with groups={groups}, x's {channels} input channels must equal groups * w.shape[-2] "
+      f"= {groups * kernel_in}{shapes}"
+    )
 
 
 def transpose_padding(window, strides, dilation, padding, op="conv_transpose"):
@@ -381,8 +408,9 @@ def conv_transpose_output_shape(in_shape, window, strides, pairs, dilation) -> t
     >>> fc.ops.conv_transpose_output_shape((3,), (2,), (2,), ((1, 1),), (1,))   # 2 * 2 + 1 + 2 - 1
     (6,)
   """
-  return tuple(s * (n - 1) + 1 + lo + hi - r
-               for n, s, (lo, hi), r in zip(in_shape, strides, pairs, window_reach(window, dilation)))
+  return tuple(
+    s * (n - 1) + 1 + lo + hi - r for n, s, (lo, hi), r in zip(in_shape, strides, pairs, window_reach(window, dilation))
+  )
 
 
 def check_inexact(x, op: str, name: str = "x", complex_ok: bool = True):
@@ -391,8 +419,10 @@ def check_inexact(x, op: str, name: str = "x", complex_ok: bool = True):
   dtype = jnp.result_type(x)
   if not jnp.issubdtype(dtype, jnp.inexact if complex_ok else jnp.floating):
     kinds = "floating-point or complex" if complex_ok else "floating-point"
-    raise TypeError(f"{op}: {name} must be a {kinds} array, got dtype {dtype} "
-                    f"(shape {jnp.shape(x)}); cast it first, e.g. {name}.astype(jnp.float32)")
+    raise TypeError(
+      f"{op}: {name} must be a {kinds} array, got dtype {dtype} "
+      f"(shape {jnp.shape(x)}); cast it first, e.g. {name}.astype(jnp.float32)"
+    )
 
 
 def flatten_batch(x, rank: int, op: str):
@@ -401,7 +431,9 @@ def flatten_batch(x, rank: int, op: str):
   Returns `(x_3d, batch_shape)` where `x_3d` has shape `(prod(batch), *spatial, C)`.
   """
   if x.ndim < rank + 1:
-    raise ValueError(f"{op}: x must have {rank} spatial axes and a channel axis (at least {rank + 1} "
-                     f"dims, channels last) for a {rank}-D window, got shape {x.shape}")
-  batch = x.shape[:x.ndim - rank - 1]
-  return x.reshape((math.prod(batch), *x.shape[x.ndim - rank - 1:])), batch
+    raise ValueError(
+      f"{op}: x must have {rank} spatial axes and a channel axis (at least {rank + 1} "
+      f"dims, channels last) for a {rank}-D window, got shape {x.shape}"
+    )
+  batch = x.shape[: x.ndim - rank - 1]
+  return x.reshape((math.prod(batch), *x.shape[x.ndim - rank - 1 :])), batch

@@ -16,6 +16,7 @@ transformed by `A` (`dM`), then `dw = G^T dU G`.
 Every function takes a padded input `xp` `(n, *P, C)` (output `O = P - 2` per axis) or a
 cotangent `(n, *O, C_out)`, and the `Plan` of its convolution (`plan.tile` is `m`).
 """
+
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -25,22 +26,39 @@ from funconv.ops.padding import pad_spatial
 
 # Interpolation points 0, 1, -1 (and 2, -2) and infinity: the transforms of Lavin and Gray's paper.
 TRANSFORMS = {
-    2: dict(BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
-            G=[[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
-            AT=[[1, 1, 1, 0], [0, 1, -1, -1]]),
-    4: dict(BT=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-                [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
-            G=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
-               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
-            AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+  2: dict(
+    BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G=[[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+    AT=[[1, 1, 1, 0], [0, 1, -1, -1]],
+  ),
+  4: dict(
+    BT=[
+      [4, 0, -5, 0, 1, 0],
+      [0, -4, -4, 1, 1, 0],
+      [0, 4, -4, -1, 1, 0],
+      [0, -2, -1, 2, 1, 0],
+      [0, 2, -1, -2, 1, 0],
+      [0, 4, 0, -5, 0, 1],
+    ],
+    G=[
+      [1 / 4, 0, 0],
+      [-1 / 6, -1 / 6, -1 / 6],
+      [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6],
+      [1 / 24, -1 / 12, 1 / 6],
+      [0, 0, 1],
+    ],
+    AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+  ),
 }
 TAPS = 3
 
 
 def applies(window, strides, dilation, groups):
   """Whether Winograd computes this convolution: every axis a 3-tap window, stride 1, no dilation."""
-  return groups == 1 and all(k == TAPS for k in window) and all(s == 1 for s in strides) and all(
-      d == 1 for d in dilation)
+  return (
+    groups == 1 and all(k == TAPS for k in window) and all(s == 1 for s in strides) and all(d == 1 for d in dilation)
+  )
 
 
 def tiles(out, m):
@@ -77,7 +95,7 @@ def _untile(products, m, rank):
     y = y.reshape(len(at[0]), -1, *y.shape[1:])
     y = jnp.stack([_combine(row, list(y)) for row in at], 3 + axis)
     shape = y.shape
-    y = y.reshape(*shape[:2 + axis], shape[2 + axis] * m, *shape[4 + axis:])
+    y = y.reshape(*shape[: 2 + axis], shape[2 + axis] * m, *shape[4 + axis :])
   return y[0]
 
 

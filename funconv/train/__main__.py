@@ -3,6 +3,7 @@
 With no arguments: a small CNN on scikit-learn's embedded handwritten digits, about 20 s on two
 CPU cores, ending with the test accuracy and writing out/curves.png and out/metrics.json.
 """
+
 import argparse
 import math
 import pathlib
@@ -14,7 +15,10 @@ from funconv.models import MODELS
 from funconv.train.loop import fit
 from funconv.train.optimizers import OPTIMIZERS, make_optimizer
 
-CIFAR_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR_MEAN_STD = {  # per-channel mean and standard deviation of each training set
+  "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+  "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
 
 def run(argv=None):
@@ -41,7 +45,7 @@ def run(argv=None):
       that cannot be loaded, or a training loss that became NaN or infinite (status 1, with the
       message); `--help` (status 0).
 
-  Example:
+  Examples:
     From a shell: the default run (a small CNN on the embedded digits, about 20 s on two CPU
     cores), then a CIFAR-10 ResNet-20, its files downloaded into `data/`:
 
@@ -54,8 +58,9 @@ def run(argv=None):
   parser.add_argument("--model", default="small_cnn", choices=sorted(MODELS))
   parser.add_argument("--dataset", default="digits", choices=["digits", *datasets.sets.IDX_SETS, "cifar10", "cifar100"])
   parser.add_argument("--data-dir", default=None, help="directory holding the data set's standard files")
-  parser.add_argument("--download", action="store_true",
-                      help="fetch the standard files missing from --data-dir first (SHA-256 checked)")
+  parser.add_argument(
+    "--download", action="store_true", help="fetch the standard files missing from --data-dir first (SHA-256 checked)"
+  )
   parser.add_argument("--epochs", type=int, default=15)
   parser.add_argument("--batch-size", type=int, default=64)
   parser.add_argument("--lr", type=float, default=2e-3)
@@ -70,14 +75,15 @@ def run(argv=None):
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   args = parser.parse_args(argv)
   for flag, value, ok, need in (
-      ("--epochs", args.epochs, args.epochs >= 1, "an int >= 1"),
-      ("--batch-size", args.batch_size, args.batch_size >= 1, "an int >= 1"),
-      ("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "a finite number > 0"),
-      ("--clip", args.clip, args.clip is None or math.isfinite(args.clip) and args.clip > 0, "a finite number > 0"),
-      ("--label-smoothing", args.label_smoothing, 0 <= args.label_smoothing <= 1, "in [0, 1]"),
-      ("--patience", args.patience, args.patience is None or args.patience >= 0, "an int >= 0"),
-      ("--seed", args.seed, args.seed >= 0, "an int >= 0"),
-      ("--out", args.out, not pathlib.Path(args.out).exists() or pathlib.Path(args.out).is_dir(), "a directory")):
+    ("--epochs", args.epochs, args.epochs >= 1, "an int >= 1"),
+    ("--batch-size", args.batch_size, args.batch_size >= 1, "an int >= 1"),
+    ("--lr", args.lr, math.isfinite(args.lr) and args.lr > 0, "a finite number > 0"),
+    ("--clip", args.clip, args.clip is None or math.isfinite(args.clip) and args.clip > 0, "a finite number > 0"),
+    ("--label-smoothing", args.label_smoothing, 0 <= args.label_smoothing <= 1, "in [0, 1]"),
+    ("--patience", args.patience, args.patience is None or args.patience >= 0, "an int >= 0"),
+    ("--seed", args.seed, args.seed >= 0, "an int >= 0"),
+    ("--out", args.out, not pathlib.Path(args.out).exists() or pathlib.Path(args.out).is_dir(), "a directory"),
+  ):
     if not ok:
       parser.error(f"{flag} must be {need}, got {value}")
 
@@ -87,20 +93,35 @@ def run(argv=None):
     sys.exit(f"funconv-train: {err}")
   cifar = args.dataset.startswith("cifar")
   model = MODELS[args.model](num_classes=data.num_classes)
-  steps = args.epochs * (int(len(data.x_train) * 0.9) // args.batch_size)
+  train_examples = len(data.x_train) - round(len(data.x_train) * 0.1)  # fit's default validation split
+  steps = args.epochs * (train_examples // args.batch_size)
   optimizer = make_optimizer(args.optimizer, args.lr, steps, clip=args.clip, schedule=args.schedule)
-  print(f"funconv-train: {args.model} on {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test, "
-        f"{'x'.join(map(str, data.x_train.shape[1:]))}), {args.optimizer} lr {args.lr}, {args.epochs} epochs")
+  print(
+    f"funconv-train: {args.model} on {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test, "
+    f"{'x'.join(map(str, data.x_train.shape[1:]))}), {args.optimizer} lr {args.lr}, {args.epochs} epochs"
+  )
   try:
-    _, report = fit(model, data, optimizer, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                    out_dir=args.out, patience=args.patience, label_smoothing=args.label_smoothing,
-                    augment=augmenter(crop_padding=4, flip=True) if cifar else None,
-                    normalize=CIFAR_MEAN_STD if cifar else None, resume=args.resume,
-                    progress=not args.no_progress)
+    _, report = fit(
+      model,
+      data,
+      optimizer,
+      epochs=args.epochs,
+      batch_size=args.batch_size,
+      seed=args.seed,
+      out_dir=args.out,
+      patience=args.patience,
+      label_smoothing=args.label_smoothing,
+      augment=augmenter(crop_padding=4, flip=True) if cifar else None,
+      normalize=CIFAR_MEAN_STD.get(args.dataset),
+      resume=args.resume,
+      progress=not args.no_progress,
+    )
   except FloatingPointError as err:
     sys.exit(f"funconv-train: {err}")
-  print(f"test accuracy: {report['test_accuracy']:.4f} (top-5 {report['test_top_k_accuracy']:.4f}); "
-        f"curves in {args.out}/curves.png, metrics in {args.out}/metrics.json")
+  print(
+    f"test accuracy: {report['test_accuracy']:.4f} (top-5 {report['test_top_k_accuracy']:.4f}); "
+    f"curves in {args.out}/curves.png, metrics in {args.out}/metrics.json"
+  )
   return report
 
 

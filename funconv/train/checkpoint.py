@@ -6,6 +6,7 @@ for checking. orbax-checkpoint would add tensorstore and an async runtime for wh
 file does here. `save` keeps the checkpoint it replaces as `previous(path)`, and `load_latest`
 falls back to it, so neither a process killed at any point nor a damaged newest file loses the run.
 """
+
 import json
 import os
 import pathlib
@@ -39,7 +40,7 @@ def previous(path):
   Returns:
     A `pathlib.Path` beside `path`.
 
-  Example:
+  Examples:
     >>> from funconv.train.checkpoint import previous
     >>> previous("out/checkpoint.npz").as_posix()
     'out/checkpoint.prev.npz'
@@ -81,7 +82,7 @@ def save(path, train_state, position):
     TypeError: `position` is not JSON-serialisable (no file is written).
     OSError: the file cannot be written (`ENOSPC` on a full disk, permissions).
 
-  Example:
+  Examples:
     >>> import os, optax
     >>> import funconv as fc
     >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
@@ -95,7 +96,7 @@ def save(path, train_state, position):
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = {f"leaf_{i}": leaf for i, leaf in enumerate(_leaves(train_state))}
   meta = json.dumps(dict(position=position, treedef=str(jax.tree.structure(train_state))))
-  tmp = path.with_name(f".{path.name}.tmp")   # one fixed name: a killed writer's leftover is overwritten next time
+  tmp = path.with_name(f".{path.name}.tmp")  # one fixed name: a killed writer's leftover is overwritten next time
   try:
     with open(tmp, "wb") as f:
       np.savez(f, __meta__=np.frombuffer(meta.encode(), np.uint8), **arrays)
@@ -131,7 +132,7 @@ def load(path, template):
     ValueError: naming `path`, the file is truncated or corrupted, or holds a train state of
       another structure or other shapes (another model).
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp, optax
     >>> import funconv as fc
     >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
@@ -144,17 +145,19 @@ def load(path, template):
   """
   treedef = jax.tree.structure(template)
   like_leaves = jax.tree.leaves(template)
-  with open(path, "rb") as f:   # outside the `try`: a missing file is no damaged one
+  with open(path, "rb") as f:  # outside the `try`: a missing file is no damaged one
     try:
       with np.load(f) as archive:
         meta = json.loads(archive["__meta__"].tobytes().decode())
         same = meta["treedef"] == str(treedef)
         leaves = [archive[f"leaf_{i}"] for i in range(len(like_leaves))] if same else []
     except _DAMAGED as err:
-      raise ValueError(f"checkpoint {path} is truncated or corrupted and cannot be loaded ({type(err).__name__}: "
-                       f"{err})") from err
-  if not same or any(np.shape(a) != np.shape(jax.random.key_data(b) if _is_key(b) else b)
-                     for a, b in zip(leaves, like_leaves)):
+      raise ValueError(
+        f"checkpoint {path} is truncated or corrupted and cannot be loaded ({type(err).__name__}: {err})"
+      ) from err
+  if not same or any(
+    np.shape(a) != np.shape(jax.random.key_data(b) if _is_key(b) else b) for a, b in zip(leaves, like_leaves)
+  ):
     raise ValueError(f"checkpoint {path} holds a different train state structure than the model being trained")
   restored = []
   for leaf, like in zip(leaves, like_leaves):
@@ -182,7 +185,7 @@ def load_latest(path, template):
     ValueError: the first `load` error (damaged or mismatched `path`) when no previous
       checkpoint stands in.
 
-  Example:
+  Examples:
     >>> import optax
     >>> import funconv as fc
     >>> from funconv.train.checkpoint import load_latest

@@ -1,4 +1,5 @@
 """`fit`: the training loop, with evaluation, early stopping, checkpoints, curves and metrics."""
+
 import json
 import math
 import pathlib
@@ -19,14 +20,19 @@ def _evaluate(eval_step, ts, x, y, batch_size):
     m = eval_step(ts, xb, yb)
     totals = m if totals is None else jax.tree.map(lambda a, b: a + b, totals, m)
   totals = {k: float(v) for k, v in totals.items()}
-  return dict(loss=totals["loss"] / totals["count"], accuracy=totals["correct"] / totals["count"],
-              top_k_accuracy=totals["top_k_correct"] / totals["count"])
+  return dict(
+    loss=totals["loss"] / totals["count"],
+    accuracy=totals["correct"] / totals["count"],
+    top_k_accuracy=totals["top_k_correct"] / totals["count"],
+  )
 
 
 def _plot(history, path):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   epochs = [h["epoch"] for h in history]
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
   left.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -53,8 +59,9 @@ def _split(data, val_fraction, seed):
   return (data.x_train[train_idx], data.y_train[train_idx]), val
 
 
-def _train_epoch(train_step, ts, train, position, *, epochs, batch_size, seed, ckpt_path, checkpoint_every, progress,
-                 steps_left):
+def _train_epoch(
+  train_step, ts, train, position, *, epochs, batch_size, seed, ckpt_path, checkpoint_every, progress, steps_left
+):
   """One epoch's steps from `position` (mid-epoch after a resume), with a progress bar and mid-epoch checkpoints.
 
   Returns `(ts, running, steps_run)`, `running` the summed loss, correct count and count; stops after `steps_left`
@@ -65,23 +72,28 @@ def _train_epoch(train_step, ts, train, position, *, epochs, batch_size, seed, c
   steps_per_epoch = num_batches(len(x_train), batch_size)
   running = position["running"] or dict(loss=0.0, correct=0.0, count=0.0)
   steps_run, start = 0, time.perf_counter()
-  with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
-            leave=False) as bar:
-    for b, (xb, yb) in enumerate(batches(x_train, y_train, batch_size, seed=seed, epoch=epoch, start=first),
-                                 start=first):
+  with tqdm(
+    total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
+  ) as bar:
+    for b, (xb, yb) in enumerate(
+      batches(x_train, y_train, batch_size, seed=seed, epoch=epoch, start=first), start=first
+    ):
       ts, m = train_step(ts, xb, yb)
       loss = float(m["loss"]) / float(m["count"])
       if not math.isfinite(loss):
         raise FloatingPointError(
-            f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1} (step {int(ts.step)}); "
-            f"stopped. The last good checkpoint is {ckpt_path} (epoch {position['epoch']}, batch {position['batch']}).")
+          f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1} (step {int(ts.step)}); "
+          f"stopped. The last good checkpoint is {ckpt_path} (epoch {position['epoch']}, batch {position['batch']})."
+        )
       for k in running:
         running[k] += float(m[k])
       steps_run += 1
       bar.update(1)
-      bar.set_postfix(loss=f"{running['loss'] / running['count']:.4f}",
-                      acc=f"{running['correct'] / running['count']:.3f}",
-                      img_s=f"{(b + 1 - first) * batch_size / (time.perf_counter() - start):.0f}")
+      bar.set_postfix(
+        loss=f"{running['loss'] / running['count']:.4f}",
+        acc=f"{running['correct'] / running['count']:.3f}",
+        img_s=f"{(b + 1 - first) * batch_size / (time.perf_counter() - start):.0f}",
+      )
       if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
         position = dict(position, epoch=epoch, batch=b + 1, running=running)
         checkpoint.save(ckpt_path, ts, position)
@@ -97,8 +109,9 @@ def _early_stopping(position, record, ts, best_path, patience):
   if record["val_accuracy"] > best:
     best, bad = record["val_accuracy"], 0
     checkpoint.save(best_path, ts, dict(epoch=record["epoch"]))
-  position = dict(epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad,
-                  running=None)
+  position = dict(
+    epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad, running=None
+  )
   return position, patience is not None and bad > patience
 
 
@@ -108,18 +121,40 @@ def _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_
   best = checkpoint.load_latest(best_path, ts)
   best_ts = ts if best is None else best[0]
   test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size)
-  report = dict(history=position["history"], test_loss=test["loss"], test_accuracy=test["accuracy"],
-                test_top_k_accuracy=test["top_k_accuracy"], best_val_accuracy=position["best"],
-                epochs_run=position["epoch"], stopped_early=stopped_early)
+  report = dict(
+    history=position["history"],
+    test_loss=test["loss"],
+    test_accuracy=test["accuracy"],
+    test_top_k_accuracy=test["top_k_accuracy"],
+    best_val_accuracy=position["best"],
+    epochs_run=position["epoch"],
+    stopped_early=stopped_early,
+  )
   (out / "metrics.json").write_text(json.dumps(report, indent=2))
   if position["history"]:
     _plot(position["history"], out / "curves.png")
   return best_ts, report
 
 
-def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="out", val_fraction=0.1,
-        patience=None, augment=None, normalize=None, label_smoothing=0.0, resume=False, checkpoint_every=None,
-        progress=True, max_steps=None):
+def fit(
+  model,
+  data,
+  optimizer,
+  *,
+  epochs=10,
+  batch_size=128,
+  seed=0,
+  out_dir="out",
+  val_fraction=0.1,
+  patience=None,
+  augment=None,
+  normalize=None,
+  label_smoothing=0.0,
+  resume=False,
+  checkpoint_every=None,
+  progress=True,
+  max_steps=None,
+):
   """Train `model` on `data` and evaluate it: returns `(train_state, report)`.
 
   Per epoch: one pass over the training split, shuffled by `(seed, epoch)`, in batches of
@@ -151,7 +186,8 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
     out_dir: the directory of the checkpoints, `metrics.json` and `curves.png` (default `"out"`,
       created if missing).
     val_fraction: the share of the training set held out for validation (default 0.1).
-    patience: early stopping's number of epochs without improvement (default None: never stop).
+    patience: early stopping: stop after more than this many epochs in a row without improvement
+      (default None: never stop).
     augment: as in `make_steps` (default None).
     normalize: `(mean, std)` as in `make_steps` (default None).
     label_smoothing: the training loss's label smoothing (default 0.0).
@@ -173,7 +209,7 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
     FloatingPointError: the training loss became NaN or infinite, naming the step and the last
       good checkpoint (left intact).
 
-  Example:
+  Examples:
     >>> import os, optax
     >>> import funconv as fc
     >>> data = fc.data.digits()                   # 1,438 training and 359 test 8x8x1 images, 10 classes
@@ -199,8 +235,9 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
   train, (x_val, y_val) = _split(data, val_fraction, seed)
   if num_batches(len(train[0]), batch_size) == 0:
     raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(train[0])} examples)")
-  train_step, eval_step = make_steps(model, optimizer, augment=augment, normalize=normalize,
-                                     label_smoothing=label_smoothing)
+  train_step, eval_step = make_steps(
+    model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing
+  )
   ts = init_train_state(model, optimizer, train[0].shape[1:], seed)
   position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
   restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
@@ -210,19 +247,37 @@ def fit(model, data, optimizer, *, epochs=10, batch_size=128, seed=0, out_dir="o
   stopped_early, steps_run = False, 0
   while position["epoch"] < epochs and not stopped_early:
     start = time.perf_counter()
-    ts, running, n = _train_epoch(train_step, ts, train, position, epochs=epochs, batch_size=batch_size, seed=seed,
-                                  ckpt_path=ckpt_path, checkpoint_every=checkpoint_every, progress=progress,
-                                  steps_left=None if max_steps is None else max_steps - steps_run)
+    ts, running, n = _train_epoch(
+      train_step,
+      ts,
+      train,
+      position,
+      epochs=epochs,
+      batch_size=batch_size,
+      seed=seed,
+      ckpt_path=ckpt_path,
+      checkpoint_every=checkpoint_every,
+      progress=progress,
+      steps_left=None if max_steps is None else max_steps - steps_run,
+    )
     steps_run += n
     if max_steps is not None and steps_run >= max_steps:
       return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
     val = _evaluate(eval_step, ts, x_val, y_val, batch_size)
-    record = dict(epoch=position["epoch"] + 1, train_loss=running["loss"] / running["count"],
-                  train_accuracy=running["correct"] / running["count"], val_loss=val["loss"],
-                  val_accuracy=val["accuracy"], seconds=time.perf_counter() - start)
+    record = dict(
+      epoch=position["epoch"] + 1,
+      train_loss=running["loss"] / running["count"],
+      train_accuracy=running["correct"] / running["count"],
+      val_loss=val["loss"],
+      val_accuracy=val["accuracy"],
+      seconds=time.perf_counter() - start,
+    )
     position, stopped_early = _early_stopping(position, record, ts, best_path, patience)
     checkpoint.save(ckpt_path, ts, position)
     if progress:
-      print(f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
-            f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)", flush=True)
+      print(
+        f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
+        f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)",
+        flush=True,
+      )
   return _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_path)

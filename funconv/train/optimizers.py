@@ -1,4 +1,5 @@
 """`make_optimizer`: the optimizers and learning-rate schedules of `funconv-train`, by name."""
+
 import optax
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -37,7 +38,9 @@ def make_optimizer(name, lr, steps, weight_decay=5e-4, momentum=0.9, clip=None, 
   if schedule not in ("cosine", "constant"):
     raise ValueError(f"make_optimizer: schedule must be 'cosine' or 'constant', got {schedule!r}")
   rate = optax.cosine_decay_schedule(lr, max(steps, 1)) if schedule == "cosine" else lr
-  optimizer = {"sgd": lambda: optax.sgd(rate, momentum=momentum, nesterov=True),
-               "adam": lambda: optax.adam(rate),
-               "adamw": lambda: optax.adamw(rate, weight_decay=weight_decay)}[name]()
+  optimizer = {
+    "sgd": lambda: optax.sgd(rate, momentum=momentum, nesterov=True),
+    "adam": lambda: optax.adam(rate),
+    "adamw": lambda: optax.adamw(rate, weight_decay=weight_decay),
+  }[name]()
   return optax.chain(optax.clip_by_global_norm(clip), optimizer) if clip else optimizer

@@ -1,4 +1,5 @@
 """Training and evaluation steps: jit-compiled, batched per-example losses, optax updates."""
+
 from typing import Any, NamedTuple
 
 import jax
@@ -23,7 +24,7 @@ class TrainState(NamedTuple):
     key: a typed PRNG key (`jax.random.key`), scalar, for dropout and augmentation; split every
       step.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, optax
     >>> import funconv as fc
     >>> ts = fc.train.init_train_state(fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1), (8, 8, 1))
@@ -32,11 +33,12 @@ class TrainState(NamedTuple):
     >>> int(ts.step), ts.step.dtype, jax.tree.map(jnp.shape, ts.params)
     (0, dtype('int32'), ((), ((64, 10), (10,))))
   """
-  step: Any        # int32 scalar
+
+  step: Any  # int32 scalar
   params: Any
-  state: Any       # layer state (BatchNorm's running statistics)
+  state: Any  # layer state (BatchNorm's running statistics)
   opt_state: Any
-  key: Any         # PRNG key for dropout and augmentation; split every step
+  key: Any  # PRNG key for dropout and augmentation; split every step
 
 
 def init_train_state(model, optimizer, input_shape, seed=0):
@@ -57,7 +59,7 @@ def init_train_state(model, optimizer, input_shape, seed=0):
   Raises:
     TypeError, ValueError: as the model's `init` for `input_shape`.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, optax
     >>> import funconv as fc
     >>> net = fc.serial(fc.Flatten, fc.Dense(10))
@@ -82,7 +84,7 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
   Returns:
     `(*batch,)` losses, in `logits`' dtype: `-log softmax(logits)[label]` without smoothing.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import funconv as fc
     >>> losses = fc.train.cross_entropy(jnp.zeros((2, 10)), jnp.array([3, 7]))
@@ -111,7 +113,7 @@ def top_k_correct(logits, labels, k=1):
   Returns:
     `(*batch,)` float32.
 
-  Example:
+  Examples:
     >>> import jax.numpy as jnp
     >>> import funconv as fc
     >>> logits, labels = jnp.array([[0.1, 0.5, 0.4], [0.8, 0.1, 0.1]]), jnp.array([2, 0])
@@ -152,7 +154,7 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
   Returns:
     `(train_step, eval_step)`, jitted functions.
 
-  Example:
+  Examples:
     >>> import jax, jax.numpy as jnp, optax
     >>> import funconv as fc
     >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
@@ -172,8 +174,12 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
 
   def metrics(logits, labels, losses):
     k = min(top_k, logits.shape[-1])
-    return dict(loss=jnp.sum(losses), correct=jnp.sum(top_k_correct(logits, labels, 1)),
-                top_k_correct=jnp.sum(top_k_correct(logits, labels, k)), count=jnp.float32(labels.shape[0]))
+    return dict(
+      loss=jnp.sum(losses),
+      correct=jnp.sum(top_k_correct(logits, labels, 1)),
+      top_k_correct=jnp.sum(top_k_correct(logits, labels, k)),
+      count=jnp.float32(labels.shape[0]),
+    )
 
   def train_step(ts, images, labels):
     key, augment_key, dropout_key = jax.random.split(ts.key, 3)

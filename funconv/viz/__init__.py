@@ -23,13 +23,47 @@ Examples:
   >>> pathlib.Path("maps.png").exists()
   True
 """
-from funconv.viz.arrays import (CONV_TYPES, FilterGrid, Saliency, activation_maps, apply_kernel, classic_kernels,
-                                conv_layers, field_box, filter_grid, measured_field, receptive_field_box,
-                                sample_photograph, saliency)
-from funconv.viz.plot import (plot_activation_maps, plot_classic_kernels, plot_filters, plot_receptive_field,
-                              plot_saliency)
 
-__all__ = ["CONV_TYPES", "FilterGrid", "Saliency", "activation_maps", "apply_kernel", "classic_kernels", "conv_layers",
-           "field_box", "filter_grid", "measured_field", "plot_activation_maps", "plot_classic_kernels",
-           "plot_filters", "plot_receptive_field", "plot_saliency", "receptive_field_box", "saliency",
-           "sample_photograph"]
+from funconv.viz.arrays import (
+  CONV_TYPES,
+  FilterGrid,
+  Saliency,
+  activation_maps,
+  apply_kernel,
+  classic_kernels,
+  conv_layers,
+  field_box,
+  filter_grid,
+  measured_field,
+  receptive_field_box,
+  sample_photograph,
+  saliency,
+)
+from funconv.viz.plot import (
+  plot_activation_maps,
+  plot_classic_kernels,
+  plot_filters,
+  plot_receptive_field,
+  plot_saliency,
+)
+
+__all__ = [
+  "CONV_TYPES",
+  "FilterGrid",
+  "Saliency",
+  "activation_maps",
+  "apply_kernel",
+  "classic_kernels",
+  "conv_layers",
+  "field_box",
+  "filter_grid",
+  "measured_field",
+  "plot_activation_maps",
+  "plot_classic_kernels",
+  "plot_filters",
+  "plot_receptive_field",
+  "plot_saliency",
+  "receptive_field_box",
+  "saliency",
+  "sample_photograph",
+]

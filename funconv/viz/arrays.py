@@ -12,6 +12,7 @@ Examples:
   >>> fc.viz.CONV_TYPES
   ('Conv', 'ConvTranspose', 'DepthwiseConv')
 """
+
 import functools
 from typing import NamedTuple
 
@@ -50,6 +51,7 @@ class FilterGrid(NamedTuple):
     >>> grid.tiles.shape, grid.vmax, grid.rgb
     ((4, 2, 3, 3), 1.0, False)
   """
+
   tiles: np.ndarray
   vmax: float
   rgb: bool
@@ -71,6 +73,7 @@ class Saliency(NamedTuple):
     >>> s.map.shape, s.gradient.shape
     ((4, 4), (4, 4, 3))
   """
+
   map: jax.Array
   gradient: jax.Array
 
@@ -105,13 +108,16 @@ def filter_grid(W, rgb=None):
     (16, 3, 5, 5)
   """
   if isinstance(W, tuple):
-    raise TypeError(f"filter_grid: W must be a kernel array, got a tuple of {len(W)} (a layer's params (W, b)? "
-                    "pass params[0])")
+    raise TypeError(
+      f"filter_grid: W must be a kernel array, got a tuple of {len(W)} (a layer's params (W, b)? pass params[0])"
+    )
   check_inexact(W, "filter_grid", "W", complex_ok=False)
   shape = np.shape(W)
   if len(shape) not in (3, 4) or 0 in shape:
-    raise ValueError(f"filter_grid: W must be a 2-D kernel (kh, kw, C_in, C_out) or a 1-D one (k, C_in, C_out), "
-                     f"non-empty, got shape {shape}")
+    raise ValueError(
+      f"filter_grid: W must be a 2-D kernel (kh, kw, C_in, C_out) or a 1-D one (k, C_in, C_out), "
+      f"non-empty, got shape {shape}"
+    )
   W = np.asarray(W, np.float32).reshape((1,) * (4 - len(shape)) + shape)
   rgb = W.shape[2] == 3 if rgb is None else bool(rgb)
   if rgb and W.shape[2] != 3:
@@ -209,8 +215,9 @@ def activation_maps(model, params, state, x, layers=None):
     raise TypeError(f"{op}: layers must be None, a path, an int or a list of them, got {layers!r}")
   for i, choice in enumerate(chosen):
     if isinstance(choice, bool) or not isinstance(choice, (str, int, np.integer)):
-      raise TypeError(f"{op}: layers[{i}] must be a layer path (str) or an index into the convolutions (int), "
-                      f"got {choice!r}")
+      raise TypeError(
+        f"{op}: layers[{i}] must be a layer path (str) or an index into the convolutions (int), got {choice!r}"
+      )
     if not isinstance(choice, str) and not -len(convs) <= choice < len(convs):
       raise ValueError(f"{op}: index {choice} is out of range for the model's {len(convs)} convolutions {convs}")
   outputs = _layer_outputs(model, params, state, x, rows)
@@ -254,10 +261,15 @@ def classic_kernels():
   laplacian = np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]])
   identity = np.zeros((3, 3))
   identity[1, 1] = 1
-  kernels = {"identity": identity, "box blur": np.full((3, 3), 1 / 9),
-             "gaussian blur": np.outer(binomial, binomial) / 16, "sharpen": identity - laplacian,
-             "laplacian": laplacian, "sobel x": np.outer(binomial, [-1.0, 0, 1]),
-             "sobel y": np.outer([-1.0, 0, 1], binomial)}
+  kernels = {
+    "identity": identity,
+    "box blur": np.full((3, 3), 1 / 9),
+    "gaussian blur": np.outer(binomial, binomial) / 16,
+    "sharpen": identity - laplacian,
+    "laplacian": laplacian,
+    "sobel x": np.outer(binomial, [-1.0, 0, 1]),
+    "sobel y": np.outer([-1.0, 0, 1], binomial),
+  }
   return {name: k.astype(np.float32) for name, k in kernels.items()}
 
 
@@ -289,8 +301,9 @@ def apply_kernel(image, kernel, padding="REFLECT"):
   check_inexact(image, op, "image", complex_ok=False)
   check_inexact(kernel, op, "kernel", complex_ok=False)
   if jnp.ndim(image) != 3:
-    raise ValueError(f"{op}: image must have shape (H, W, C) (a grey image: image[..., None]), got shape "
-                     f"{jnp.shape(image)}")
+    raise ValueError(
+      f"{op}: image must have shape (H, W, C) (a grey image: image[..., None]), got shape {jnp.shape(image)}"
+    )
   if jnp.ndim(kernel) != 2 or 0 in jnp.shape(kernel):
     raise ValueError(f"{op}: kernel must be a non-empty 2-D array (kh, kw), got shape {jnp.shape(kernel)}")
   channels = jnp.shape(image)[-1]
@@ -302,6 +315,7 @@ def apply_kernel(image, kernel, padding="REFLECT"):
 @functools.lru_cache(maxsize=None)
 def _sample_images():
   from sklearn.datasets import load_sample_images  # scikit-learn only where a photograph is wanted
+
   return tuple(load_sample_images().images)
 
 
@@ -330,7 +344,7 @@ def sample_photograph(index=0, downscale=1):
   h, w = image.shape[0] // d, image.shape[1] // d
   if h == 0 or w == 0:
     raise ValueError(f"sample_photograph: downscale={downscale} is larger than the photograph, {image.shape[:2]}")
-  blocks = image[:h * d, :w * d].reshape(h, d, w, d, 3).astype(np.float32)
+  blocks = image[: h * d, : w * d].reshape(h, d, w, d, 3).astype(np.float32)
   return blocks.mean(axis=(1, 3)) / 255
 
 
@@ -372,13 +386,17 @@ def saliency(model, params, state, x, class_index):
   x = _check_example(x, op)
   scores = jax.eval_shape(lambda x: model.apply(params, state, x, train=False)[0], x)
   if not hasattr(scores, "shape") or len(scores.shape) != 1:
-    raise ValueError(f"{op}: the model's output must be a vector of class scores (num_classes,) for one example, "
-                     f"got {jax.tree.map(lambda s: s.shape, scores)} for x of shape {x.shape}")
+    raise ValueError(
+      f"{op}: the model's output must be a vector of class scores (num_classes,) for one example, "
+      f"got {jax.tree.map(lambda s: s.shape, scores)} for x of shape {x.shape}"
+    )
   if isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer)):
     raise TypeError(f"{op}: class_index must be an int, got {class_index!r}")
   if not 0 <= class_index < scores.shape[0]:
-    raise ValueError(f"{op}: class_index must be in [0, {scores.shape[0]}) for the model's output of shape "
-                     f"{scores.shape}, got {class_index}")
+    raise ValueError(
+      f"{op}: class_index must be in [0, {scores.shape[0]}) for the model's output of shape "
+      f"{scores.shape}, got {class_index}"
+    )
   gradient = _input_gradient(lambda x: model.apply(params, state, x, train=False)[0][class_index], x)
   return Saliency(jnp.abs(gradient).max(axis=-1), gradient)
 
@@ -396,12 +414,16 @@ def _check_position(position, output_shape, op):
   spatial = output_shape[:-1]
   if isinstance(position, (int, np.integer)) and not isinstance(position, bool):
     position = (position,) * len(spatial)
-  if not (isinstance(position, (tuple, list)) and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool)
-                                                       for p in position)):
+  if not (
+    isinstance(position, (tuple, list))
+    and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in position)
+  ):
     raise TypeError(f"{op}: position must be an int or one int per spatial axis, got {position!r}")
   if len(position) != len(spatial) or not all(0 <= p < n for p, n in zip(position, spatial)):
-    raise ValueError(f"{op}: position must index the layer's output positions {spatial} (one int per spatial axis, "
-                     f"from 0), got {tuple(position)} for its output of shape {tuple(output_shape)}")
+    raise ValueError(
+      f"{op}: position must index the layer's output positions {spatial} (one int per spatial axis, "
+      f"from 0), got {tuple(position)} for its output of shape {tuple(output_shape)}"
+    )
   return tuple(int(p) for p in position)
 
 
@@ -466,8 +488,7 @@ def field_box(row, position, input_shape, op="field_box"):
   if row["size"] is None:
     return tuple((0, n - 1) for n in spatial)
   if row["size"] == UNKNOWN:
-    raise ValueError(f"{op}: the receptive field of layer {row['name']!r} is unknown (it follows a from_stax "
-                     "layer)")
+    raise ValueError(f"{op}: the receptive field of layer {row['name']!r} is unknown (it follows a from_stax layer)")
   position = _check_position(position, row["output_shape"], op)
   box = []
   for p, n, size, jump, start in zip(position, spatial, row["size"], row["jump"], row["start"]):

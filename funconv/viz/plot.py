@@ -5,6 +5,7 @@ backend works; a notebook shows it) with a title and labelled panels, and saves 
 format from the suffix: `.png`, `.pdf`, `.svg`). Only 2-D images are drawn: `(H, W, C)` inputs and activations.
 Needs matplotlib.
 """
+
 import fractions
 import math
 
@@ -14,7 +15,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from funconv.viz.arrays import apply_kernel, classic_kernels, filter_grid, sample_photograph
 
-DIVERGING = "RdBu_r"   # negative blue, zero white, positive red: for weights and signed responses
+DIVERGING = "RdBu_r"  # negative blue, zero white, positive red: for weights and signed responses
 SEQUENTIAL = "viridis"
 
 
@@ -137,8 +138,14 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
       for c in range(cols):
         ax = axes[o, c]
         _bare(ax)
-        im = ax.imshow(grid.tiles[o, c], cmap=DIVERGING, vmin=-grid.vmax, vmax=grid.vmax, interpolation="nearest",
-                       aspect="auto" if grid.tiles.shape[2] == 1 else "equal")
+        im = ax.imshow(
+          grid.tiles[o, c],
+          cmap=DIVERGING,
+          vmin=-grid.vmax,
+          vmax=grid.vmax,
+          interpolation="nearest",
+          aspect="auto" if grid.tiles.shape[2] == 1 else "equal",
+        )
         if o == 0:
           ax.set_title(f"in {c}", fontsize=8)
         if c == 0:
@@ -146,7 +153,8 @@ def plot_filters(W, rgb=None, max_filters=32, max_channels=8, title=None, path=N
     fig.colorbar(im, ax=axes, shrink=min(1.0, 4 / rows + 0.2), label="weight")
     heading = f"{n_out} filters {window} over {n_in} input channels\n(rows: filters; columns: input channels)"
   cut = ([f"first {shown} filters"] if shown < n_out else []) + (
-      [f"first {cols} input channels"] if not grid.rgb and cols < grid.tiles.shape[1] else [])
+    [f"first {cols} input channels"] if not grid.rgb and cols < grid.tiles.shape[1] else []
+  )
   if cut:
     heading += "\n" + ", ".join(cut) + " shown"
   fig.suptitle(title or heading, fontsize=11)
@@ -218,8 +226,10 @@ def plot_activation_maps(maps, x=None, max_channels=8, title=None, path=None):
     axes[0].set_ylabel(f"{layer}\n{'x'.join(map(str, a.shape))}", fontsize=9)
     fig.colorbar(im, ax=axes, aspect=8, pad=0.01).ax.tick_params(labelsize=7)
   more = f" (first {cols})" if any(a.shape[-1] > cols for a in maps.values()) else ""
-  fig.suptitle(title or f"Activation maps of one input: a row per layer (path, output shape), a panel per "
-               f"channel{more}", fontsize=11)
+  fig.suptitle(
+    title or f"Activation maps of one input: a row per layer (path, output shape), a panel per channel{more}",
+    fontsize=11,
+  )
   return _finish(fig, path)
 
 
@@ -275,7 +285,7 @@ def plot_classic_kernels(image=None, kernels=None, title=None, path=None):
   """
   op = "plot_classic_kernels"
   image = sample_photograph(0, downscale=2) if image is None else np.asarray(image, np.float32)
-  _image(image, "image", op)   # checks its shape
+  _image(image, "image", op)  # checks its shape
   kernels = classic_kernels() if kernels is None else kernels
   responses = {name: np.asarray(apply_kernel(image, k)) for name, k in kernels.items()}
   if "sobel x" in responses and "sobel y" in responses:
@@ -283,7 +293,7 @@ def plot_classic_kernels(image=None, kernels=None, title=None, path=None):
   cols, rows = _grid(len(responses), max_cols=4)
   fig = _figure(cols, rows, _panel(image.shape, 3.6), (0.4, 0.8))
   axes = list(fig.subplots(rows, cols, squeeze=False).flat)
-  for ax in axes[len(responses):]:
+  for ax in axes[len(responses) :]:
     ax.set_axis_off()
   for ax, (name, y) in zip(axes, responses.items()):
     _bare(ax)
@@ -345,8 +355,9 @@ def plot_saliency(x, saliency_map, class_index=None, title=None, path=None):
   axes = fig.subplots(1, 3)
   axes[0].imshow(image, cmap=cmap)
   axes[0].set_title("input")
-  fig.colorbar(axes[1].imshow(heat, cmap="inferno", vmin=0), ax=axes[1], shrink=0.8,
-               label="max over channels of |d score / d x|")
+  fig.colorbar(
+    axes[1].imshow(heat, cmap="inferno", vmin=0), ax=axes[1], shrink=0.8, label="max over channels of |d score / d x|"
+  )
   axes[1].set_title("saliency")
   axes[2].imshow(grey, cmap="gray")
   axes[2].imshow(heat, cmap="inferno", vmin=0, alpha=0.6)
@@ -411,8 +422,14 @@ def plot_receptive_field(x, box, mask=None, unit=None, title=None, path=None):
     ax.imshow(shade)
     handles.append(Patch(color=(1.0, 0.5, 0.0, 0.55), label=f"measured: gradient != 0 ({int(mask.sum())} pixels)"))
   ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0 + 1, r1 - r0 + 1, fill=False, edgecolor="cyan", linewidth=2))
-  handles.append(Patch(fill=False, edgecolor="cyan", linewidth=2,
-                       label=f"computed: rows {r0}-{r1}, columns {c0}-{c1} ({r1 - r0 + 1}x{c1 - c0 + 1})"))
+  handles.append(
+    Patch(
+      fill=False,
+      edgecolor="cyan",
+      linewidth=2,
+      label=f"computed: rows {r0}-{r1}, columns {c0}-{c1} ({r1 - r0 + 1}x{c1 - c0 + 1})",
+    )
+  )
   fig.legend(handles=handles, loc="outside lower center", fontsize=9, frameon=False)
   ax.set_xlabel("column")
   ax.set_ylabel("row")

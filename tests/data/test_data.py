@@ -1,4 +1,5 @@
 """Readers on files the tests write in each standard format; the pipeline; augmentation."""
+
 import gzip
 import pickle
 import struct
@@ -23,8 +24,12 @@ def write_idx(path, array, compress):
 @pytest.mark.parametrize("compress", [True, False])
 def test_idx_sets_read_what_was_written(tmp_path, name, compress):
   rng = np.random.default_rng(0)
-  arrays = [rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5, dtype=np.uint8),
-            rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), rng.integers(0, 10, 3, dtype=np.uint8)]
+  arrays = [
+    rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+    rng.integers(0, 10, 5, dtype=np.uint8),
+    rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+    rng.integers(0, 10, 3, dtype=np.uint8),
+  ]
   for base, array in zip(data.sets.IDX_FILES, arrays):
     write_idx(tmp_path / (base + (".gz" if compress else "")), array, compress)
   ds = data.load(name, tmp_path)
@@ -72,8 +77,11 @@ def test_cifar100_fine_and_coarse(tmp_path):
   folder.mkdir()
   for name, n in (("train", 4), ("test", 2)):
     rng = np.random.default_rng(n)
-    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-             b"fine_labels": list(rng.integers(0, 100, n)), b"coarse_labels": list(rng.integers(0, 20, n))}
+    batch = {
+      b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+      b"fine_labels": list(rng.integers(0, 100, n)),
+      b"coarse_labels": list(rng.integers(0, 20, n)),
+    }
     (folder / name).write_bytes(pickle.dumps(batch))
   assert data.cifar100(tmp_path).num_classes == 100
   coarse = data.cifar100(tmp_path, label="coarse")
@@ -81,7 +89,9 @@ def test_cifar100_fine_and_coarse(tmp_path):
 
 
 def test_missing_files_say_where_to_put_them(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.gz not found in .*Place the standard files.*fetch"):
+  with pytest.raises(
+    FileNotFoundError, match=r"train-images-idx3-ubyte.gz not found in .*Place the standard files.*fetch"
+  ):
     data.load("mnist", tmp_path)
   with pytest.raises(ValueError, match="give data_dir"):
     data.load("cifar10")
@@ -91,7 +101,7 @@ def test_digits_is_the_embedded_default():
   ds = data.digits()
   assert ds.x_train.shape[1:] == (8, 8, 1) and len(ds.x_train) + len(ds.x_test) == 1797
   assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
-  np.testing.assert_array_equal(data.digits().y_test, ds.y_test)   # a fixed split
+  np.testing.assert_array_equal(data.digits().y_test, ds.y_test)  # a fixed split
 
 
 def test_batches_are_deterministic_resumable_and_drop_the_remainder():
@@ -111,8 +121,10 @@ def test_augmentation_is_per_example_and_shape_preserving():
   images = jnp.tile(jnp.arange(64.0).reshape(1, 8, 8, 1), (16, 1, 1, 1))
   out = jax.jit(data.augmenter(crop_padding=2, flip=True))(jax.random.key(0), images)
   assert out.shape == images.shape
-  assert len({np.asarray(o).tobytes() for o in out}) > 4      # examples got different crops/flips
+  assert len({np.asarray(o).tobytes() for o in out}) > 4  # examples got different crops/flips
   flipped = data.random_flip(jax.random.key(3), images[0])
   assert jnp.array_equal(flipped, images[0]) or jnp.array_equal(flipped, images[0][:, ::-1])
-  np.testing.assert_allclose(data.normalize(jnp.ones((2, 2, 3)), (1.0, 0.0, 0.5), (1.0, 2.0, 0.5)),
-                             jnp.broadcast_to(jnp.array([0.0, 0.5, 1.0]), (2, 2, 3)))
+  np.testing.assert_allclose(
+    data.normalize(jnp.ones((2, 2, 3)), (1.0, 0.0, 0.5), (1.0, 2.0, 0.5)),
+    jnp.broadcast_to(jnp.array([0.0, 0.5, 1.0]), (2, 2, 3)),
+  )

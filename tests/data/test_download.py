@@ -1,4 +1,5 @@
 """Downloads against a loopback HTTP server: checksums, resumption, atomic writes, then loading."""
+
 import gzip
 import hashlib
 import importlib
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from funconv import data
-download_module = importlib.import_module("funconv.data.download")  # the module, not the function
+
 from tests.data.test_data import write_idx
+
+download_module = importlib.import_module("funconv.data.download")  # the module, not the function
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -61,7 +64,7 @@ def serve():
     server.server_close()
 
 
-PAYLOAD = np.random.default_rng(0).bytes(3 << 20)   # three read blocks
+PAYLOAD = np.random.default_rng(0).bytes(3 << 20)  # three read blocks
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
@@ -70,13 +73,13 @@ def test_download_verifies_and_renames_into_place(tmp_path, serve):
   path = data.download(server.url + "f.bin", tmp_path / "sub" / "f.bin", DIGEST)
   assert path.read_bytes() == PAYLOAD and data.sha256_of(path) == DIGEST
   assert not (tmp_path / "sub" / "f.bin.part").exists()
-  data.download(server.url + "f.bin", path, DIGEST)   # already there: no second request
+  data.download(server.url + "f.bin", path, DIGEST)  # already there: no second request
   assert server.requests == [("f.bin", None)]
 
 
 def test_an_interrupted_download_resumes_from_its_partial_file(tmp_path, serve):
   server = serve({"f.bin": PAYLOAD})
-  (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:1234567])   # what a killed run left behind
+  (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:1234567])  # what a killed run left behind
   path = data.download(server.url + "f.bin", tmp_path / "f.bin", DIGEST)
   assert path.read_bytes() == PAYLOAD
   assert server.requests == [("f.bin", "bytes=1234567-")]
@@ -84,7 +87,7 @@ def test_an_interrupted_download_resumes_from_its_partial_file(tmp_path, serve):
 
 def test_a_complete_partial_file_is_verified_and_kept(tmp_path, serve):
   server = serve({"f.bin": PAYLOAD})
-  (tmp_path / "f.bin.part").write_bytes(PAYLOAD)   # killed between the last write and the rename
+  (tmp_path / "f.bin.part").write_bytes(PAYLOAD)  # killed between the last write and the rename
   assert data.download(server.url + "f.bin", tmp_path / "f.bin", DIGEST).read_bytes() == PAYLOAD
 
 
@@ -111,15 +114,22 @@ def test_network_errors_name_the_url(tmp_path, serve):
 
 def test_load_with_download_fetches_the_missing_files(tmp_path, serve, monkeypatch):
   rng = np.random.default_rng(1)
-  arrays = [rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), rng.integers(0, 10, 5, dtype=np.uint8),
-            rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), rng.integers(0, 10, 3, dtype=np.uint8)]
+  arrays = [
+    rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+    rng.integers(0, 10, 5, dtype=np.uint8),
+    rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+    rng.integers(0, 10, 3, dtype=np.uint8),
+  ]
   files = {}
   for base, array in zip(data.sets.IDX_FILES, arrays):
     write_idx(tmp_path / "src", array, compress=True)
     files[base + ".gz"] = (tmp_path / "src").read_bytes()
   server = serve(files)
-  monkeypatch.setitem(download_module.SOURCES, "mnist",
-                      (server.url, {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}))
+  monkeypatch.setitem(
+    download_module.SOURCES,
+    "mnist",
+    (server.url, {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}),
+  )
   ds = data.load("mnist", tmp_path / "mnist", download=True)
   np.testing.assert_array_equal(ds.y_train, arrays[1])
   assert gzip.decompress((tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())[8:] == arrays[3].tobytes()

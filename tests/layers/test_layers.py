@@ -1,4 +1,5 @@
 """Every layer: init/apply shapes and dtypes, jit/vmap/grad/eval_shape, batched == looped, errors."""
+
 import chex
 import hypothesis.strategies as st
 import jax
@@ -11,33 +12,35 @@ import funconv as fc
 
 # (name, constructor from a drawn channel count, spatial rank it needs or None for any)
 LAYERS = {
-    "Dense": (lambda c: fc.Dense(5), None),
-    "Conv": (lambda c: fc.Conv(4, (3, 3), strides=(2, 1), padding="SAME", dilation=(1, 2)), 2),
-    "Conv1D": (lambda c: fc.Conv(4, (3,), padding="CAUSAL"), 1),
-    "Conv3D": (lambda c: fc.Conv(2, (2, 2, 2), use_bias=False), 3),
-    "GroupedConv": (lambda c: fc.Conv(2 * c, (3, 3), padding="SAME", groups=c), 2),
-    "ConvTranspose": (lambda c: fc.ConvTranspose(3, (3, 3), strides=(2, 2), padding="SAME"), 2),
-    "DepthwiseConv": (lambda c: fc.DepthwiseConv((3, 3), depth_multiplier=2, padding="SAME"), 2),
-    "SeparableConv": (lambda c: fc.SeparableConv(6, (3, 3), padding="SAME"), 2),
-    "MaxPool": (lambda c: fc.MaxPool((2, 2), strides=(2, 2)), 2),
-    "AvgPool": (lambda c: fc.AvgPool((3, 3), padding="SAME", count_include_pad=False), 2),
-    "SumPool": (lambda c: fc.SumPool((2,), strides=(1,)), 1),
-    "L2Pool": (lambda c: fc.L2Pool((2, 2), strides=(2, 2)), 2),
-    "GlobalAvgPool": (lambda c: fc.GlobalAvgPool, None),
-    "GlobalMaxPool": (lambda c: fc.GlobalMaxPool, None),
-    "LayerNorm": (lambda c: fc.LayerNorm(), None),
-    "GroupNorm": (lambda c: fc.GroupNorm(num_groups=c), None),
-    "Flatten": (lambda c: fc.Flatten, None),
-    "Reshape": (lambda c: fc.Reshape((-1, c)), None),
-    "Identity": (lambda c: fc.Identity, None),
-    "Dropout": (lambda c: fc.Dropout(0.3), None),
-    **{name: (lambda c, name=name: getattr(fc, name), None) for name in
-       ["Relu", "LeakyRelu", "Elu", "Selu", "Gelu", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax"]},
-    "elementwise": (lambda c: fc.elementwise(jnp.sin), None),
-    "serial": (lambda c: fc.serial(fc.Conv(3, (3, 3), padding="SAME"), fc.Relu, fc.MaxPool((2, 2), (2, 2))), 2),
-    "residual": (lambda c: fc.residual(fc.serial(fc.Conv(c, (3, 3), padding="SAME"), fc.Tanh)), 2),
-    "FanInConcat": (lambda c: fc.serial(fc.FanOut(2), fc.parallel(fc.Conv(2, (1, 1)), fc.Identity), fc.FanInConcat()), 2),
-    "shape_dependent": (lambda c: fc.shape_dependent(lambda s: fc.Dense(s[-1] * 2)), None),
+  "Dense": (lambda c: fc.Dense(5), None),
+  "Conv": (lambda c: fc.Conv(4, (3, 3), strides=(2, 1), padding="SAME", dilation=(1, 2)), 2),
+  "Conv1D": (lambda c: fc.Conv(4, (3,), padding="CAUSAL"), 1),
+  "Conv3D": (lambda c: fc.Conv(2, (2, 2, 2), use_bias=False), 3),
+  "GroupedConv": (lambda c: fc.Conv(2 * c, (3, 3), padding="SAME", groups=c), 2),
+  "ConvTranspose": (lambda c: fc.ConvTranspose(3, (3, 3), strides=(2, 2), padding="SAME"), 2),
+  "DepthwiseConv": (lambda c: fc.DepthwiseConv((3, 3), depth_multiplier=2, padding="SAME"), 2),
+  "SeparableConv": (lambda c: fc.SeparableConv(6, (3, 3), padding="SAME"), 2),
+  "MaxPool": (lambda c: fc.MaxPool((2, 2), strides=(2, 2)), 2),
+  "AvgPool": (lambda c: fc.AvgPool((3, 3), padding="SAME", count_include_pad=False), 2),
+  "SumPool": (lambda c: fc.SumPool((2,), strides=(1,)), 1),
+  "L2Pool": (lambda c: fc.L2Pool((2, 2), strides=(2, 2)), 2),
+  "GlobalAvgPool": (lambda c: fc.GlobalAvgPool, None),
+  "GlobalMaxPool": (lambda c: fc.GlobalMaxPool, None),
+  "LayerNorm": (lambda c: fc.LayerNorm(), None),
+  "GroupNorm": (lambda c: fc.GroupNorm(num_groups=c), None),
+  "Flatten": (lambda c: fc.Flatten, None),
+  "Reshape": (lambda c: fc.Reshape((-1, c)), None),
+  "Identity": (lambda c: fc.Identity, None),
+  "Dropout": (lambda c: fc.Dropout(0.3), None),
+  **{
+    name: (lambda c, name=name: getattr(fc, name), None)
+    for name in ["Relu", "LeakyRelu", "Elu", "Selu", "Gelu", "Sigmoid", "Tanh", "Softplus", "Softmax", "LogSoftmax"]
+  },
+  "elementwise": (lambda c: fc.elementwise(jnp.sin), None),
+  "serial": (lambda c: fc.serial(fc.Conv(3, (3, 3), padding="SAME"), fc.Relu, fc.MaxPool((2, 2), (2, 2))), 2),
+  "residual": (lambda c: fc.residual(fc.serial(fc.Conv(c, (3, 3), padding="SAME"), fc.Tanh)), 2),
+  "FanInConcat": (lambda c: fc.serial(fc.FanOut(2), fc.parallel(fc.Conv(2, (1, 1)), fc.Identity), fc.FanInConcat()), 2),
+  "shape_dependent": (lambda c: fc.shape_dependent(lambda s: fc.Dense(s[-1] * 2)), None),
 }
 
 
@@ -61,7 +64,7 @@ def test_layer_contract(name, data):
   layer, shape, seed = data.draw(layer_cases(name))
   key = jax.random.key(seed)
   out_shape, params, state = layer.init(key, shape)
-  abstract_params = jax.eval_shape(lambda k: layer.init(k, shape)[1:], key)   # init without allocating
+  abstract_params = jax.eval_shape(lambda k: layer.init(k, shape)[1:], key)  # init without allocating
   chex.assert_trees_all_equal_shapes(abstract_params, (params, state))
   xs = example_inputs(shape, 3, seed)
 
@@ -95,7 +98,8 @@ def test_batched_dropout_matches_vmap_with_per_example_keys():
   key = jax.random.key(1)
   y, _ = fc.batched(layer.apply)(params, state, xs, key=key, train=True)
   by_hand = jax.vmap(lambda x, k: layer.apply(params, state, x, key=k, train=True)[0], axis_name="batch")(
-      xs, jax.random.split(key, 4))
+    xs, jax.random.split(key, 4)
+  )
   np.testing.assert_allclose(y, by_hand, rtol=1e-6)
 
 
@@ -119,14 +123,15 @@ def test_batchnorm_train_and_eval_against_hand_computation():
   params = (jnp.array([0.1, 0.2, 0.3]), jnp.array([1.5, 0.5, 2.0]))
   xs = example_inputs((4, 4, 3), 6, 1) * 3 + 1
   y, new_state = fc.batched(bn.apply)(params, state, xs, train=True)
-  xs_np, beta, gamma = np.asarray(xs), np.asarray(params[0]), np.asarray(params[1])   # the hand computation in NumPy
+  xs_np, beta, gamma = np.asarray(xs), np.asarray(params[0]), np.asarray(params[1])  # the hand computation in NumPy
   mean, var = xs_np.mean(axis=(0, 1, 2)), xs_np.var(axis=(0, 1, 2))
   np.testing.assert_allclose(y, (xs_np - mean) / np.sqrt(var + 1e-5) * gamma + beta, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(new_state[0], 0.8 * 0 + 0.2 * mean, rtol=1e-5)
   np.testing.assert_allclose(new_state[1], 0.8 * 1 + 0.2 * var, rtol=1e-5)
   # the same under a hand-written vmap with the axis name
-  y_vmap, state_vmap = jax.vmap(lambda x: bn.apply(params, state, x, train=True), axis_name="batch",
-                                out_axes=(0, None))(xs)
+  y_vmap, state_vmap = jax.vmap(
+    lambda x: bn.apply(params, state, x, train=True), axis_name="batch", out_axes=(0, None)
+  )(xs)
   np.testing.assert_allclose(y_vmap, y, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(state_vmap[1], new_state[1], rtol=1e-5)
   # evaluation uses the running averages and leaves them alone
@@ -166,7 +171,7 @@ def test_init_errors_name_the_layer_and_shapes():
 
 def test_initialisers_are_the_documented_defaults():
   _, (W, b), _ = fc.Conv(64, (3, 3)).init(jax.random.key(0), (32, 32, 64))
-  np.testing.assert_allclose(float(jnp.std(W)), np.sqrt(2 / (9 * 64)), rtol=0.05)   # He normal
+  np.testing.assert_allclose(float(jnp.std(W)), np.sqrt(2 / (9 * 64)), rtol=0.05)  # He normal
   assert not jnp.any(b)
   _, (W, b), _ = fc.Dense(256).init(jax.random.key(0), (512,))
   np.testing.assert_allclose(float(jnp.std(W)), np.sqrt(2 / (512 + 256)), rtol=0.05)  # Glorot normal

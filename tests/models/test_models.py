@@ -1,4 +1,5 @@
 """The model zoo: exact parameter counts, shape inference without running, training, no native conv."""
+
 import time
 
 import jax
@@ -12,19 +13,19 @@ from funconv import models
 
 IMAGENET = (224, 224, 3)
 PUBLISHED = [  # (constructor, kwargs, parameters at 1000 classes)
-    (models.alexnet, {}, 61_100_840),
-    (models.vgg11, {}, 132_863_336),
-    (models.vgg13, {}, 133_047_848),
-    (models.vgg16, {}, 138_357_544),
-    (models.vgg19, {}, 143_667_240),
-    (models.vgg11, dict(batch_norm=True), 132_868_840),
-    (models.vgg16, dict(batch_norm=True), 138_365_992),
-    (models.resnet18, {}, 11_689_512),
-    (models.resnet34, {}, 21_797_672),
-    (models.resnet50, {}, 25_557_032),
-    (models.resnet101, {}, 44_549_160),
-    (models.resnet152, {}, 60_192_808),
-    (models.mobilenet_v1, {}, 4_231_976),
+  (models.alexnet, {}, 61_100_840),
+  (models.vgg11, {}, 132_863_336),
+  (models.vgg13, {}, 133_047_848),
+  (models.vgg16, {}, 138_357_544),
+  (models.vgg19, {}, 143_667_240),
+  (models.vgg11, dict(batch_norm=True), 132_868_840),
+  (models.vgg16, dict(batch_norm=True), 138_365_992),
+  (models.resnet18, {}, 11_689_512),
+  (models.resnet34, {}, 21_797_672),
+  (models.resnet50, {}, 25_557_032),
+  (models.resnet101, {}, 44_549_160),
+  (models.resnet152, {}, 60_192_808),
+  (models.mobilenet_v1, {}, 4_231_976),
 ]
 
 
@@ -33,8 +34,16 @@ def test_imagenet_parameter_counts_are_the_published_ones(make, kwargs, count):
   assert fc.summary(make(**kwargs), IMAGENET, print_fn=None)["params"] == count
 
 
-@pytest.mark.parametrize("make,millions", [(models.resnet20, 0.27), (models.resnet32, 0.46), (models.resnet44, 0.66),
-                                           (models.resnet56, 0.85), (models.resnet110, 1.7)])
+@pytest.mark.parametrize(
+  "make,millions",
+  [
+    (models.resnet20, 0.27),
+    (models.resnet32, 0.46),
+    (models.resnet44, 0.66),
+    (models.resnet56, 0.85),
+    (models.resnet110, 1.7),
+  ],
+)
 def test_cifar_resnets_match_he_et_al_table_6(make, millions):
   params = fc.summary(make(), (32, 32, 3), print_fn=None)["params"]
   assert round(params / 1e6, 2 if millions < 1 else 1) == millions
@@ -57,6 +66,7 @@ def test_resnet50_summary_is_fast_and_counts_4_1_gmacs(capsys):
 def test_building_vgg16_runs_no_convolution(monkeypatch):
   def refuse(*args, **kwargs):
     raise AssertionError("init ran the network")
+
   monkeypatch.setattr(fc.ops, "conv", refuse)
   net = models.vgg16()
   shapes = jax.eval_shape(lambda k: net.init(k, IMAGENET)[1], jax.random.key(0))
@@ -64,13 +74,12 @@ def test_building_vgg16_runs_no_convolution(monkeypatch):
 
 
 SMALL = [  # (name, model, input shape) small enough to compile and run in the default test run
-    ("lenet5", models.lenet5(), (28, 28, 1)),
-    ("alexnet", models.alexnet(num_classes=10), (64, 64, 3)),
-    ("tiny_vgg", models.vgg((16, "M", 32, "M"), 10, batch_norm=True,
-                         classifier_width=32), (32, 32, 3)),
-    ("resnet18", models.resnet18(num_classes=10), (32, 32, 3)),
-    ("resnet20", models.resnet20(), (32, 32, 3)),
-    ("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3)),
+  ("lenet5", models.lenet5(), (28, 28, 1)),
+  ("alexnet", models.alexnet(num_classes=10), (64, 64, 3)),
+  ("tiny_vgg", models.vgg((16, "M", 32, "M"), 10, batch_norm=True, classifier_width=32), (32, 32, 3)),
+  ("resnet18", models.resnet18(num_classes=10), (32, 32, 3)),
+  ("resnet20", models.resnet20(), (32, 32, 3)),
+  ("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3)),
 ]
 
 
@@ -85,12 +94,20 @@ def test_models_run_batched_in_train_and_eval(name, net, shape):
   assert bool(jnp.all(jnp.isfinite(y_eval)))
 
 
-ALL = [models.lenet5(), models.alexnet(), models.vgg16(batch_norm=True), models.resnet34(), models.resnet152(),
-       models.resnet110(), models.mobilenet_v1()]
+ALL = [
+  models.lenet5(),
+  models.alexnet(),
+  models.vgg16(batch_norm=True),
+  models.resnet34(),
+  models.resnet152(),
+  models.resnet110(),
+  models.mobilenet_v1(),
+]
 
 
-@pytest.mark.parametrize("net", ALL, ids=["lenet5", "alexnet", "vgg16_bn", "resnet34", "resnet152", "resnet110",
-                                          "mobilenet_v1"])
+@pytest.mark.parametrize(
+  "net", ALL, ids=["lenet5", "alexnet", "vgg16_bn", "resnet34", "resnet152", "resnet110", "mobilenet_v1"]
+)
 def test_forward_and_gradient_programs_have_no_native_convolution(net):
   shape = (32, 32, 1) if net is ALL[0] else (64, 64, 3)
   params, state = jax.eval_shape(lambda k: net.init(k, shape)[1:], jax.random.key(0))
@@ -116,6 +133,7 @@ def test_a_few_training_steps_lower_the_loss(name, net, shape):
     def loss_fn(params):
       logits, state_ = fc.batched(net.apply)(params, state, x, key=key, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), state_
+
     (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state)
     return optax.apply_updates(params, updates), state, opt_state, loss
@@ -127,9 +145,26 @@ def test_a_few_training_steps_lower_the_loss(name, net, shape):
   assert losses[-1] < 0.7 * losses[0], losses
 
 
-EVERY = [models.lenet5, models.alexnet, models.vgg11, models.vgg13, models.vgg16, models.vgg19, models.resnet18,
-         models.resnet34, models.resnet50, models.resnet101, models.resnet152, models.resnet20, models.resnet32,
-         models.resnet44, models.resnet56, models.resnet110, models.mobilenet_v1, models.small_cnn]
+EVERY = [
+  models.lenet5,
+  models.alexnet,
+  models.vgg11,
+  models.vgg13,
+  models.vgg16,
+  models.vgg19,
+  models.resnet18,
+  models.resnet34,
+  models.resnet50,
+  models.resnet101,
+  models.resnet152,
+  models.resnet20,
+  models.resnet32,
+  models.resnet44,
+  models.resnet56,
+  models.resnet110,
+  models.mobilenet_v1,
+  models.small_cnn,
+]
 
 
 @pytest.mark.slow

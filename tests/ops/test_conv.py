@@ -1,4 +1,5 @@
 """funconv.ops.conv and conv_transpose against lax's native convolution, forward and backward."""
+
 import contextlib
 import math
 
@@ -68,9 +69,22 @@ def conv_configs(draw, transpose=False):
   batch = tuple(draw(st.integers(1, 3)) for _ in range(draw(st.integers(0, 2))))
   algorithm = draw(st.sampled_from([None, *plan.FORWARD_ALGORITHMS]))
   chunk = draw(st.sampled_from([plan.CHUNK_BYTES, 1]))
-  seed = draw(st.integers(0, 2 ** 16))
-  return dict(rank=rank, window=window, strides=strides, dilation=dilation, groups=groups, c_in=c_in,
-              c_out=c_out, padding=padding, spatial=spatial, batch=batch, algorithm=algorithm, chunk=chunk, seed=seed)
+  seed = draw(st.integers(0, 2**16))
+  return dict(
+    rank=rank,
+    window=window,
+    strides=strides,
+    dilation=dilation,
+    groups=groups,
+    c_in=c_in,
+    c_out=c_out,
+    padding=padding,
+    spatial=spatial,
+    batch=batch,
+    algorithm=algorithm,
+    chunk=chunk,
+    seed=seed,
+  )
 
 
 def arrays(cfg, transpose=False):
@@ -106,7 +120,7 @@ def assert_close_with_grads(ours, native, x, w, rng):
   tol = tolerance(x, w)
   np.testing.assert_allclose(actual[0], expected[0], atol=tol, rtol=1e-5)
   for ours_grad, ref_grad in zip(actual[1:], expected[1:]):
-    np.testing.assert_allclose(ours_grad, ref_grad, atol=4 * tol * max(1.0, g.size ** 0.25), rtol=1e-4)
+    np.testing.assert_allclose(ours_grad, ref_grad, atol=4 * tol * max(1.0, g.size**0.25), rtol=1e-4)
 
 
 def winograd_refused(cfg, groups):
@@ -132,8 +146,13 @@ def run_conv(cfg):
       with pytest.raises(ValueError, match="larger than the padded input"):
         fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"])
       return
-    assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"]),
-                            lambda x, w: native_conv(x, w, *args), x, w, key)
+    assert_close_with_grads(
+      lambda x, w: fc.ops.conv(x, w, *args, algorithm=cfg["algorithm"]),
+      lambda x, w: native_conv(x, w, *args),
+      x,
+      w,
+      key,
+    )
 
 
 @settings(max_examples=250)
@@ -160,8 +179,13 @@ def test_conv_transpose_matches_native_forward_and_gradients(cfg):
       fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"])
     return
   with chunk_bytes(cfg["chunk"]):
-    assert_close_with_grads(lambda x, w: fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"]),
-                            lambda x, w: native_conv_transpose(x, w, *args), x, w, key)
+    assert_close_with_grads(
+      lambda x, w: fc.ops.conv_transpose(x, w, *args, algorithm=cfg["algorithm"]),
+      lambda x, w: native_conv_transpose(x, w, *args),
+      x,
+      w,
+      key,
+    )
 
 
 @pytest.mark.parametrize("algorithm", [a for a in plan.FORWARD_ALGORITHMS if a != "winograd"])  # test_winograd.py
@@ -171,11 +195,18 @@ def test_check_grads_second_order(algorithm, groups, c_in):
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, c_in), jnp.float64)
     w = jax.random.normal(jax.random.key(1), (3, 2, c_in // groups, 4), jnp.float64)
     with chunk_bytes(1):
-      check_grads(lambda x, w: fc.ops.conv(x, w, (2, 1), "SAME", (1, 2), groups, algorithm=algorithm),
-                  (x, w), order=2, modes=("rev",))
-      check_grads(lambda x, w: fc.ops.conv_transpose(x, w[..., :c_in // groups, :].swapaxes(-1, -2)[..., :c_in],
-                                                     (2, 1), "SAME"),
-                  (x, w), order=1, modes=("rev",))
+      check_grads(
+        lambda x, w: fc.ops.conv(x, w, (2, 1), "SAME", (1, 2), groups, algorithm=algorithm),
+        (x, w),
+        order=2,
+        modes=("rev",),
+      )
+      check_grads(
+        lambda x, w: fc.ops.conv_transpose(x, w[..., : c_in // groups, :].swapaxes(-1, -2)[..., :c_in], (2, 1), "SAME"),
+        (x, w),
+        order=1,
+        modes=("rev",),
+      )
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
@@ -186,24 +217,32 @@ def test_big_enough_to_chunk_matches_native(rank):
   x = rng.standard_normal((16, *spatial, 16), np.float32)
   w = rng.standard_normal((*(3,) * rank, 16, 8), np.float32)
   assert "stablehlo.while" in lowered(lambda x, w: fc.ops.conv(x, w, 1, "SAME"), x, w)
-  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, "SAME"),
-                          lambda x, w: native_conv(x, w, (1,) * rank, "SAME", (1,) * rank, 1), x, w, rng)
+  assert_close_with_grads(
+    lambda x, w: fc.ops.conv(x, w, 1, "SAME"),
+    lambda x, w: native_conv(x, w, (1,) * rank, "SAME", (1,) * rank, 1),
+    x,
+    w,
+    rng,
+  )
 
 
 def test_output_shape_rule():
   assert fc.ops.conv_output_size(28, 5) == 24
   assert fc.ops.conv_output_size(32, 3, 2, (1, 1)) == 16
   assert fc.ops.conv_output_size(32, 3, 1, (0, 0), dilation=2) == 28
-  assert fc.ops.conv_output_size(7, 3, 3, (1, 1)) == 3        # (W - K + 2P) / S + 1, floored
+  assert fc.ops.conv_output_size(7, 3, 3, (1, 1)) == 3  # (W - K + 2P) / S + 1, floored
   assert fc.ops.conv_output_shape((28, 28), (5, 5)) == (24, 24)
   assert fc.ops.conv_output_shape((32, 31), (3, 3), strides=2, padding="SAME") == (16, 16)
   assert fc.ops.conv_output_shape((32,), (3,), padding=1, dilation=2) == (30,)
   x, w = jnp.ones((1, 17, 9, 2)), jnp.ones((3, 2, 2, 4))
   assert fc.ops.conv(x, w, (2, 1), "SAME_LOWER", (2, 3)).shape[1:3] == fc.ops.conv_output_shape(
-      (17, 9), (3, 2), (2, 1), "SAME_LOWER", (2, 3))
+    (17, 9), (3, 2), (2, 1), "SAME_LOWER", (2, 3)
+  )
 
 
-@pytest.mark.parametrize("call,error,match", [
+@pytest.mark.parametrize(
+  "call,error,match",
+  [
     (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 4, 8))), ValueError, "groups \\* w.shape"),
     (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), strides=0), ValueError, "strides"),
     (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="FULL"), ValueError, "unknown padding"),
@@ -214,8 +253,13 @@ def test_output_shape_rule():
     (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="CAUSAL"), ValueError, "1-D"),
     (lambda: fc.ops.conv(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), dilation=(1, 2, 3)), ValueError, "dilation"),
     (lambda: fc.ops.conv_transpose(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 4, 8))), ValueError, "channels"),
-    (lambda: fc.ops.conv_transpose(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="CIRCULAR"), ValueError, "padding"),
-])
+    (
+      lambda: fc.ops.conv_transpose(jnp.ones((8, 8, 3)), jnp.ones((3, 3, 3, 8)), padding="CIRCULAR"),
+      ValueError,
+      "padding",
+    ),
+  ],
+)
 def test_bad_input_raises_clear_error(call, error, match):
   with pytest.raises(error, match=match):
     call()
@@ -227,11 +271,17 @@ def test_a_window_covering_the_input_is_a_dense_layer(rank):
   rng = np.random.default_rng(rank)
   x = rng.standard_normal((3, *(5,) * rank, 4), np.float32)
   w = rng.standard_normal((*(5,) * rank, 4, 6), np.float32)
-  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w), lambda x, w: native_conv(x, w, (1,) * rank, "VALID",
-                                                                                     (1,) * rank, 1), x, w, rng)
+  assert_close_with_grads(
+    lambda x, w: fc.ops.conv(x, w), lambda x, w: native_conv(x, w, (1,) * rank, "VALID", (1,) * rank, 1), x, w, rng
+  )
   z = rng.standard_normal((3, *(1,) * rank, 4), np.float32)
-  assert_close_with_grads(lambda z, w: fc.ops.conv_transpose(z, w, padding="VALID"),
-                          lambda z, w: native_conv_transpose(z, w, (1,) * rank, "VALID", (1,) * rank), z, w, rng)
+  assert_close_with_grads(
+    lambda z, w: fc.ops.conv_transpose(z, w, padding="VALID"),
+    lambda z, w: native_conv_transpose(z, w, (1,) * rank, "VALID", (1,) * rank),
+    z,
+    w,
+    rng,
+  )
 
 
 @pytest.mark.parametrize("algorithm", ["products", "hybrid"])
@@ -243,13 +293,25 @@ def test_input_gradient_as_a_convolution(algorithm, padding, dilation, groups):
   rng = np.random.default_rng(dilation)
   x = rng.standard_normal((2, 9, 10, channels), np.float32)
   w = rng.standard_normal((3, 2, channels // groups, 4), np.float32)
-  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, 1, padding, dilation, groups, algorithm=algorithm),
-                          lambda x, w: native_conv(x, w, 1, padding, dilation, groups), x, w, rng)
+  assert_close_with_grads(
+    lambda x, w: fc.ops.conv(x, w, 1, padding, dilation, groups, algorithm=algorithm),
+    lambda x, w: native_conv(x, w, 1, padding, dilation, groups),
+    x,
+    w,
+    rng,
+  )
 
 
-@pytest.mark.parametrize("rank,strides,dilation,padding", [
-    (1, 1, 2, "SAME"), (2, 1, 1, "SAME"), (2, (2, 1), (1, 2), "REFLECT"), (2, 2, 1, ((1, 0), (2, 1))),
-    (3, (1, 2, 1), 1, "CIRCULAR")])
+@pytest.mark.parametrize(
+  "rank,strides,dilation,padding",
+  [
+    (1, 1, 2, "SAME"),
+    (2, 1, 1, "SAME"),
+    (2, (2, 1), (1, 2), "REFLECT"),
+    (2, 2, 1, ((1, 0), (2, 1))),
+    (3, (1, 2, 1), 1, "CIRCULAR"),
+  ],
+)
 def test_patch_matrix_filled_in_place(rank, strides, dilation, padding):
   """im2col from PATCHES_IN_PLACE_FROM_CHANNELS channels fills its patch matrix tap by tap in a loop."""
   channels = gather.PATCHES_IN_PLACE_FROM_CHANNELS

@@ -11,6 +11,7 @@ magnitudes at most `scale` is one rounding of the output dtype (`rtol = 2 eps`) 
 roundings of the accumulator (`atol = 8 n eps_acc scale`): an implementation that accumulated
 16-bit floats in their own dtype misses it (tried: about 1 output in 10 of a 3x3x4 convolution).
 """
+
 import contextlib
 import math
 import zlib
@@ -38,30 +39,42 @@ def x64_if_needed(*dtype_names):
 def lax_conv(x, w, strides, padding, dilation, groups=1, transpose=False, preferred=None):
   """lax's convolution (or transposed convolution) on `(*batch, *spatial, C)` channels-last arrays."""
   rank = w.ndim - 2
-  batch = x.shape[:x.ndim - rank - 1]
-  x3 = x.reshape(math.prod(batch), *x.shape[len(batch):])
+  batch = x.shape[: x.ndim - rank - 1]
+  x3 = x.reshape(math.prod(batch), *x.shape[len(batch) :])
   if transpose:
     y = lax.conv_transpose(x3, w, strides, padding, dilation, LAYOUTS[rank], preferred_element_type=preferred)
   else:
-    y = lax.conv_general_dilated(x3, w, strides, padding, rhs_dilation=dilation, feature_group_count=groups,
-                                 dimension_numbers=LAYOUTS[rank], preferred_element_type=preferred)
+    y = lax.conv_general_dilated(
+      x3,
+      w,
+      strides,
+      padding,
+      rhs_dilation=dilation,
+      feature_group_count=groups,
+      dimension_numbers=LAYOUTS[rank],
+      preferred_element_type=preferred,
+    )
   return y.reshape(*batch, *y.shape[1:])
 
 
 CONFIGS = {  # name: (transpose, x shape, w shape, arguments)
-    "conv2d_stride21_same": (False, (2, 6, 5, 4), (3, 3, 4, 5), dict(strides=(2, 1), padding="SAME", dilation=(1, 1))),
-    "conv2d_depthwise_dilated": (False, (2, 6, 6, 3), (3, 3, 1, 6),
-                                 dict(strides=(1, 1), padding="SAME", dilation=(2, 2), groups=3)),
-    "transpose2d_stride2_same": (True, (2, 3, 4, 3), (4, 4, 3, 2), dict(strides=(2, 2), padding="SAME",
-                                                                       dilation=(1, 1))),
+  "conv2d_stride21_same": (False, (2, 6, 5, 4), (3, 3, 4, 5), dict(strides=(2, 1), padding="SAME", dilation=(1, 1))),
+  "conv2d_depthwise_dilated": (
+    False,
+    (2, 6, 6, 3),
+    (3, 3, 1, 6),
+    dict(strides=(1, 1), padding="SAME", dilation=(2, 2), groups=3),
+  ),
+  "transpose2d_stride2_same": (True, (2, 3, 4, 3), (4, 4, 3, 2), dict(strides=(2, 2), padding="SAME", dilation=(1, 1))),
 }
 
 
 def ours(transpose, kwargs):
   if transpose:
     return lambda x, w: fc.ops.conv_transpose(x, w, kwargs["strides"], kwargs["padding"], kwargs["dilation"])
-  return lambda x, w: fc.ops.conv(x, w, kwargs["strides"], kwargs["padding"], kwargs["dilation"],
-                                  kwargs.get("groups", 1))
+  return lambda x, w: fc.ops.conv(
+    x, w, kwargs["strides"], kwargs["padding"], kwargs["dilation"], kwargs.get("groups", 1)
+  )
 
 
 def native(transpose, kwargs, compute_dtype):
@@ -70,9 +83,11 @@ def native(transpose, kwargs, compute_dtype):
 
   def run(x, w):
     x, w = x.astype(compute_dtype), w.astype(compute_dtype)
-    y = lax_conv(x, w, kwargs["strides"], kwargs["padding"], kwargs["dilation"], kwargs.get("groups", 1), transpose,
-                 preferred)
+    y = lax_conv(
+      x, w, kwargs["strides"], kwargs["padding"], kwargs["dilation"], kwargs.get("groups", 1), transpose, preferred
+    )
     return y.astype(compute_dtype)
+
   return run
 
 
@@ -107,11 +122,13 @@ def maxabs(a):
 
 def loss_of(f, c, quadratic):
   """A real loss of `f(x, w)`: `sum(re(c y)) (+ sum(|y|^2) / 2)`, in at least float32."""
+
   def loss(x, w):
     y = f(x, w)
     y = y.astype(jnp.promote_types(y.dtype, jnp.float32))
     value = jnp.sum(jnp.real(c.astype(y.dtype) * y))
     return value + 0.5 * jnp.sum(jnp.abs(y) ** 2) if quadratic else value
+
   return loss
 
 
@@ -152,12 +169,22 @@ def test_dtype_forward_and_gradients_match_native(config, dtype):
     assert_close(grads[1], grads_ref[1], dtype, acc, n_dw, 2 * g_max * maxabs(x))
 
 
-MIXED = [("float16", "float32"), ("bfloat16", "float16"), ("float32", "bfloat16"), ("float32", "complex64"),
-         ("bfloat16", "complex64"), ("float32", "float64"), ("complex64", "float64"), ("float16", "complex128")]
+MIXED = [
+  ("float16", "float32"),
+  ("bfloat16", "float16"),
+  ("float32", "bfloat16"),
+  ("float32", "complex64"),
+  ("bfloat16", "complex64"),
+  ("float32", "float64"),
+  ("complex64", "float64"),
+  ("float16", "complex128"),
+]
 
 
-@pytest.mark.parametrize("config,x_dtype,w_dtype", [("conv2d_stride21_same", *pair) for pair in MIXED] + [
-    ("transpose2d_stride2_same", *pair) for pair in MIXED[::3]])
+@pytest.mark.parametrize(
+  "config,x_dtype,w_dtype",
+  [("conv2d_stride21_same", *pair) for pair in MIXED] + [("transpose2d_stride2_same", *pair) for pair in MIXED[::3]],
+)
 def test_mixed_dtypes_compute_in_the_result_type(config, x_dtype, w_dtype):
   transpose, x_shape, w_shape, kwargs = CONFIGS[config]
   with x64_if_needed(x_dtype, w_dtype):
@@ -178,8 +205,10 @@ def test_mixed_dtypes_compute_in_the_result_type(config, x_dtype, w_dtype):
     assert_close(dw, dw_ref, w.dtype, acc, n_dw, maxabs(c) * maxabs(x))
 
 
-@pytest.mark.parametrize("x_dtype,w_dtype", [("int32", "float32"), ("float32", "int32"), ("int8", "int8"),
-                                             ("uint8", "float16"), ("float32", "uint8")])
+@pytest.mark.parametrize(
+  "x_dtype,w_dtype",
+  [("int32", "float32"), ("float32", "int32"), ("int8", "int8"), ("uint8", "float16"), ("float32", "uint8")],
+)
 @pytest.mark.parametrize("op", ["conv", "conv_transpose"])
 def test_integer_inputs_raise_type_error_naming_the_op(op, x_dtype, w_dtype):
   x, w = jnp.ones((1, 5, 5, 2), x_dtype), jnp.ones((3, 3, 2, 2), w_dtype)
@@ -188,18 +217,18 @@ def test_integer_inputs_raise_type_error_naming_the_op(op, x_dtype, w_dtype):
   with pytest.raises(TypeError, match=rf"\b{op}\b"):
     call(x, w)
   with pytest.raises(TypeError, match=rf"\b{op}\b"):
-    jax.eval_shape(call, x, w)   # at trace time too
+    jax.eval_shape(call, x, w)  # at trace time too
 
 
 ZERO_SIZE = {  # name: (transpose, x shape, w shape, arguments)
-    "conv_batch0": (False, (0, 5, 5, 2), (3, 3, 2, 4), dict(strides=(2, 2), padding="SAME", dilation=(1, 1))),
-    "conv_batch3x0": (False, (3, 0, 5, 5, 2), (3, 3, 2, 4), dict(strides=(1, 1), padding="VALID", dilation=(1, 1))),
-    "conv_batch0_groups2": (False, (0, 6, 4), (3, 2, 4), dict(strides=(1,), padding="SAME", dilation=(2,), groups=2)),
-    "conv_cin0": (False, (2, 5, 5, 0), (3, 3, 0, 4), dict(strides=(1, 1), padding="SAME", dilation=(1, 1))),
-    "conv_cout0": (False, (2, 5, 5, 2), (3, 3, 2, 0), dict(strides=(2, 1), padding="VALID", dilation=(1, 1))),
-    "transpose_batch0": (True, (0, 3, 3, 2), (3, 3, 2, 4), dict(strides=(2, 2), padding="SAME", dilation=(1, 1))),
-    "transpose_cin0": (True, (2, 3, 3, 0), (3, 3, 0, 4), dict(strides=(2, 2), padding="VALID", dilation=(1, 1))),
-    "transpose_cout0": (True, (2, 4, 2), (3, 2, 0), dict(strides=(2,), padding="SAME", dilation=(1,))),
+  "conv_batch0": (False, (0, 5, 5, 2), (3, 3, 2, 4), dict(strides=(2, 2), padding="SAME", dilation=(1, 1))),
+  "conv_batch3x0": (False, (3, 0, 5, 5, 2), (3, 3, 2, 4), dict(strides=(1, 1), padding="VALID", dilation=(1, 1))),
+  "conv_batch0_groups2": (False, (0, 6, 4), (3, 2, 4), dict(strides=(1,), padding="SAME", dilation=(2,), groups=2)),
+  "conv_cin0": (False, (2, 5, 5, 0), (3, 3, 0, 4), dict(strides=(1, 1), padding="SAME", dilation=(1, 1))),
+  "conv_cout0": (False, (2, 5, 5, 2), (3, 3, 2, 0), dict(strides=(2, 1), padding="VALID", dilation=(1, 1))),
+  "transpose_batch0": (True, (0, 3, 3, 2), (3, 3, 2, 4), dict(strides=(2, 2), padding="SAME", dilation=(1, 1))),
+  "transpose_cin0": (True, (2, 3, 3, 0), (3, 3, 0, 4), dict(strides=(2, 2), padding="VALID", dilation=(1, 1))),
+  "transpose_cout0": (True, (2, 4, 2), (3, 2, 0), dict(strides=(2,), padding="SAME", dilation=(1,))),
 }
 
 
@@ -214,7 +243,7 @@ def test_zero_size_axes_match_lax(name):
   y_ref, vjp_ref = jax.vjp(f_ref, x, w)
   chex.assert_shape(y, y_ref.shape)
   assert y.dtype == y_ref.dtype == jnp.float32
-  np.testing.assert_array_equal(y, y_ref)   # empty, or all zeros (no input channels)
+  np.testing.assert_array_equal(y, y_ref)  # empty, or all zeros (no input channels)
   g = rng.standard_normal(y_ref.shape).astype(np.float32)
   grads, grads_ref = vjp(g), vjp_ref(g)
   for ours_grad, ref_grad, operand in zip(grads, grads_ref, (x, w)):
@@ -242,22 +271,29 @@ def test_zero_size_axes_keep_the_dtype(name, dtype):
   chex.assert_shape([y, dx, dw], [y_ref.shape, x.shape, w.shape])
   chex.assert_type([y, dx, dw], jnp.dtype(dtype))
   _, vjp_ref = jax.vjp(f_ref, x, w)
-  for ours_value, ref_value in zip((y, dx, dw), (y_ref, *vjp_ref(g))):   # empty, or zeros
-    np.testing.assert_array_equal(np.asarray(ours_value.astype(jnp.complex64)),
-                                  np.asarray(ref_value.astype(jnp.complex64)))
+  for ours_value, ref_value in zip((y, dx, dw), (y_ref, *vjp_ref(g))):  # empty, or zeros
+    np.testing.assert_array_equal(
+      np.asarray(ours_value.astype(jnp.complex64)), np.asarray(ref_value.astype(jnp.complex64))
+    )
 
 
 GENERAL_ZERO = {  # name: (lhs shape, rhs shape, keyword arguments of lax.conv_general_dilated), NCHW / OIHW
-    "window_larger_than_input": ((1, 2, 3, 3), (4, 2, 5, 5), dict(window_strides=(1, 1), padding="VALID")),
-    "window_larger_in_one_axis": ((2, 2, 6, 3), (3, 2, 2, 4), dict(window_strides=(2, 1), padding="VALID")),
-    "negative_padding_crops_all": ((2, 3, 4, 5), (2, 3, 2, 2), dict(window_strides=(1, 1), padding=((-2, -1), (0, 0)))),
-    "dilated_window_too_large": ((1, 2, 5, 5), (2, 2, 3, 3), dict(window_strides=(1, 1), padding="VALID",
-                                                                  rhs_dilation=(3, 1))),
-    "batch0": ((0, 2, 5, 5), (3, 2, 3, 3), dict(window_strides=(1, 1), padding="SAME")),
-    "features0": ((2, 0, 5, 5), (3, 0, 3, 3), dict(window_strides=(2, 2), padding="SAME")),
-    "out_features0": ((2, 2, 5, 5), (0, 2, 3, 3), dict(window_strides=(1, 1), padding="VALID")),
-    "nhwc_empty_spatial": ((1, 3, 3, 2), (4, 4, 2, 3), dict(window_strides=(1, 1), padding="VALID",
-                                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))),
+  "window_larger_than_input": ((1, 2, 3, 3), (4, 2, 5, 5), dict(window_strides=(1, 1), padding="VALID")),
+  "window_larger_in_one_axis": ((2, 2, 6, 3), (3, 2, 2, 4), dict(window_strides=(2, 1), padding="VALID")),
+  "negative_padding_crops_all": ((2, 3, 4, 5), (2, 3, 2, 2), dict(window_strides=(1, 1), padding=((-2, -1), (0, 0)))),
+  "dilated_window_too_large": (
+    (1, 2, 5, 5),
+    (2, 2, 3, 3),
+    dict(window_strides=(1, 1), padding="VALID", rhs_dilation=(3, 1)),
+  ),
+  "batch0": ((0, 2, 5, 5), (3, 2, 3, 3), dict(window_strides=(1, 1), padding="SAME")),
+  "features0": ((2, 0, 5, 5), (3, 0, 3, 3), dict(window_strides=(2, 2), padding="SAME")),
+  "out_features0": ((2, 2, 5, 5), (0, 2, 3, 3), dict(window_strides=(1, 1), padding="VALID")),
+  "nhwc_empty_spatial": (
+    (1, 3, 3, 2),
+    (4, 4, 2, 3),
+    dict(window_strides=(1, 1), padding="VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")),
+  ),
 }
 
 
@@ -274,7 +310,7 @@ def test_conv_general_dilated_empty_results_match_lax(name):
   y, vjp = jax.vjp(lambda a, b: fc.ops.conv_general_dilated(a, b, **kwargs), lhs, rhs)
   chex.assert_shape(y, y_ref.shape)
   assert y.dtype == y_ref.dtype
-  np.testing.assert_array_equal(y, y_ref)   # empty, or zeros (no input features)
+  np.testing.assert_array_equal(y, y_ref)  # empty, or zeros (no input features)
   g = rng.standard_normal(y_ref.shape).astype(np.float32)
   for ours_grad, ref_grad, operand in zip(vjp(g), vjp_ref(g), (lhs, rhs)):
     chex.assert_shape(ours_grad, operand.shape)

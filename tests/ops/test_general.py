@@ -1,4 +1,5 @@
 """The lax.conv_general_dilated drop-in: any layout, input dilation, groups, batch groups."""
+
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,13 @@ from jax import lax
 
 import funconv as fc
 
-LAYOUTS_2D = [None, ("NHWC", "HWIO", "NHWC"), ("NCHW", "OIHW", "NCHW"), ("NHWC", "OIHW", "NCHW"), ("CHWN", "IOHW", "HWNC")]
+LAYOUTS_2D = [
+  None,
+  ("NHWC", "HWIO", "NHWC"),
+  ("NCHW", "OIHW", "NCHW"),
+  ("NHWC", "OIHW", "NCHW"),
+  ("CHWN", "IOHW", "HWNC"),
+]
 
 
 def _shape(spec, logical):
@@ -36,8 +43,19 @@ def general_configs(draw):
   rng = np.random.default_rng(draw(st.integers(0, 999)))
   lhs = rng.standard_normal(_shape(lhs_spec, dict(N=n, C=c, H=h, W=w)), np.float32)
   rhs = rng.standard_normal(_shape(rhs_spec, dict(O=o, I=c // fgc, H=kh, W=kw)), np.float32)
-  return lhs, rhs, dict(window_strides=strides, padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                        dimension_numbers=layout, feature_group_count=fgc, batch_group_count=bgc)
+  return (
+    lhs,
+    rhs,
+    dict(
+      window_strides=strides,
+      padding=padding,
+      lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation,
+      dimension_numbers=layout,
+      feature_group_count=fgc,
+      batch_group_count=bgc,
+    ),
+  )
 
 
 @settings(max_examples=60)
@@ -58,9 +76,11 @@ def test_drop_in_matches_lax(cfg):
 
 def value_and_grads(conv, lhs, rhs, kwargs):
   """Output and both input cotangents for output cotangent `cos(y)`, compiled as one program."""
+
   def run(lhs, rhs):
     y, vjp = jax.vjp(lambda a, b: conv(a, b, **kwargs), lhs, rhs)
     return (y, *vjp(jnp.cos(y)))
+
   return jax.jit(run)(lhs, rhs)
 
 
@@ -73,8 +93,9 @@ def test_preferred_element_type_and_errors():
 
 def test_flax_nnx_conv_runs_on_the_drop_in():
   nnx = pytest.importorskip("flax.nnx")
-  kwargs = dict(in_features=3, out_features=8, kernel_size=(3, 3), strides=(2, 1), padding="SAME",
-                feature_group_count=1)
+  kwargs = dict(
+    in_features=3, out_features=8, kernel_size=(3, 3), strides=(2, 1), padding="SAME", feature_group_count=1
+  )
   ours = nnx.Conv(conv_general_dilated=fc.ops.conv_general_dilated, rngs=nnx.Rngs(0), **kwargs)
   native = nnx.Conv(rngs=nnx.Rngs(0), **kwargs)
   x = jax.random.normal(jax.random.key(1), (2, 9, 9, 3))

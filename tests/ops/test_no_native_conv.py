@@ -1,5 +1,6 @@
 """DESIGN.md section 1: no conv_general_dilated primitive in the forward or derivative programs, and no
 convolution in what they lower to."""
+
 import jax
 import jax.numpy as jnp
 
@@ -18,13 +19,17 @@ def small_network(params, x):
 
 def test_forward_and_derivative_programs_have_no_native_convolution():
   keys = jax.random.split(jax.random.key(0), 5)
-  params = (jax.random.normal(keys[0], (3, 3, 1, 8)), jax.random.normal(keys[1], (3, 3, 4, 8)),
-            jax.random.normal(keys[2], (4, 4, 8, 4)), jax.random.normal(keys[3], (4, 10)))
+  params = (
+    jax.random.normal(keys[0], (3, 3, 1, 8)),
+    jax.random.normal(keys[1], (3, 3, 4, 8)),
+    jax.random.normal(keys[2], (4, 4, 8, 4)),
+    jax.random.normal(keys[3], (4, 10)),
+  )
   x = jax.random.normal(keys[4], (4, 16, 16, 1))
   loss = lambda p, x: jnp.sum(small_network(p, x) ** 2)
   grad = jax.grad(loss)
   jvp = lambda p, x: jax.jvp(lambda p: loss(p, x), (p,), (p,))[1]
-  hvp = lambda p, x: jax.jvp(lambda p: grad(p, x), (p,), (p,))[1]   # forward over reverse
+  hvp = lambda p, x: jax.jvp(lambda p: grad(p, x), (p,), (p,))[1]  # forward over reverse
   for program in (small_network, grad, jvp, hvp):
     jaxpr = str(jax.make_jaxpr(program)(params, x))
     assert "funconv_conv" in jaxpr

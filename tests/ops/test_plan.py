@@ -1,4 +1,5 @@
 """`plan.make_plan`: the one decision per convolution call, and the primitives reading it."""
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -17,22 +18,25 @@ def make(x_shape, w_shape, strides=1, padding="SAME", groups=1, dtype=jnp.float3
   return plan_module.make_plan(spec, x_shape[0], x_shape[-1], w_shape[-1], dtype)
 
 
-@pytest.mark.parametrize("x_shape,w_shape,strides,groups,expected", [
+@pytest.mark.parametrize(
+  "x_shape,w_shape,strides,groups,expected",
+  [
     ((128, 28, 28, 1), (5, 5, 1, 6), 1, 1, ("shifted", "col2im_in_place", "products")),  # LeNet-5 layer 1
-    ((128, 16, 16, 32), (3, 3, 32, 32), 1, 1, ("winograd", "conv", "winograd")),   # 3x3 stride 1
-    ((128, 32, 32, 16), (3, 3, 16, 16), 1, 1, ("hybrid", "conv", "products")),     # dx as a conv of g
+    ((128, 16, 16, 32), (3, 3, 32, 32), 1, 1, ("winograd", "conv", "winograd")),  # 3x3 stride 1
+    ((128, 32, 32, 16), (3, 3, 16, 16), 1, 1, ("hybrid", "conv", "products")),  # dx as a conv of g
     ((64, 56, 56, 64), (3, 3, 64, 64), 1, 1, ("winograd", "conv", "winograd")),
-    ((64, 28, 28, 128), (3, 3, 128, 128), 2, 1, ("im2col", "col2im", "patches")),   # strided
-    ((128, 32, 32, 32), (3, 3, 1, 32), 1, 32, ("shifted", "taps", "taps")),         # depthwise
-    ((64, 1024, 32), (7, 32, 64), 1, 1, ("products", "conv", "taps")),              # 1-D, large
+    ((64, 28, 28, 128), (3, 3, 128, 128), 2, 1, ("im2col", "col2im", "patches")),  # strided
+    ((128, 32, 32, 32), (3, 3, 1, 32), 1, 32, ("shifted", "taps", "taps")),  # depthwise
+    ((64, 1024, 32), (7, 32, 64), 1, 1, ("products", "conv", "taps")),  # 1-D, large
     ((128, 14, 14, 6), (3, 3, 6, 16), 1, 1, ("im2col", "col2im_in_place", "patches")),  # few channels
-])
+  ],
+)
 def test_the_plan_chooses_each_pass(x_shape, w_shape, strides, groups, expected):
   p = make(x_shape, w_shape, strides, groups=groups)
   assert (p.forward, p.input_grad, p.kernel_grad) == expected
   assert x_shape[0] % p.chunk == 0 and x_shape[0] % p.grad_chunk == 0 and x_shape[0] % p.input_grad_chunk == 0
   if groups == x_shape[-1] > 1:
-    assert p.chunk == p.grad_chunk == x_shape[0]   # depthwise: never chunked
+    assert p.chunk == p.grad_chunk == x_shape[0]  # depthwise: never chunked
 
 
 def test_chunks_follow_the_chunk_budget(monkeypatch):
@@ -66,7 +70,9 @@ def test_gradients_use_the_fused_primitives():
   assert names(jax.grad(loss, (0, 1)), x, w) == ["funconv_conv", "funconv_conv_cotangents"]
   assert names(jax.grad(loss, 1), x, w) == ["funconv_conv", "funconv_conv_kernel_grad"]
   assert names(lambda x, w: jax.jvp(lambda x, w: fc.ops.conv(x, w), (x, w), (x, w)), x, w) == [
-      "funconv_conv", "funconv_conv_tangent"]
+    "funconv_conv",
+    "funconv_conv_tangent",
+  ]
 
 
 def test_accelerators_get_their_own_plan():

@@ -1,4 +1,5 @@
 """Pooling against lax.reduce_window, forward and backward."""
+
 import chex
 import hypothesis.strategies as st
 import jax
@@ -13,10 +14,16 @@ import funconv as fc
 
 def native_pool(x, init, reducer, window, strides, padding):
   rank = len(window)
-  pads = fc.ops.resolve_padding(padding, x.shape[-rank - 1:-1], window, strides, (1,) * rank, "oracle")[0]
+  pads = fc.ops.resolve_padding(padding, x.shape[-rank - 1 : -1], window, strides, (1,) * rank, "oracle")[0]
   lead = x.ndim - rank - 1
-  return lax.reduce_window(x, init, reducer, (1,) * lead + window + (1,), (1,) * lead + strides + (1,),
-                           ((0, 0),) * lead + tuple(pads) + ((0, 0),))
+  return lax.reduce_window(
+    x,
+    init,
+    reducer,
+    (1,) * lead + window + (1,),
+    (1,) * lead + strides + (1,),
+    ((0, 0),) * lead + tuple(pads) + ((0, 0),),
+  )
 
 
 @st.composite
@@ -46,10 +53,10 @@ def test_pools_match_reduce_window(cfg):
   x, window, strides, padding = cfg
   size = float(np.prod(window))
   cases = [
-      (fc.ops.max_pool, lambda x: native_pool(x, -jnp.inf, lax.max, window, strides, padding)),
-      (fc.ops.sum_pool, lambda x: native_pool(x, 0.0, lax.add, window, strides, padding)),
-      (fc.ops.avg_pool, lambda x: native_pool(x, 0.0, lax.add, window, strides, padding) / size),
-      (fc.ops.l2_pool, lambda x: jnp.sqrt(native_pool(x ** 2, 0.0, lax.add, window, strides, padding))),
+    (fc.ops.max_pool, lambda x: native_pool(x, -jnp.inf, lax.max, window, strides, padding)),
+    (fc.ops.sum_pool, lambda x: native_pool(x, 0.0, lax.add, window, strides, padding)),
+    (fc.ops.avg_pool, lambda x: native_pool(x, 0.0, lax.add, window, strides, padding) / size),
+    (fc.ops.l2_pool, lambda x: jnp.sqrt(native_pool(x**2, 0.0, lax.add, window, strides, padding))),
   ]
   compiled = jax.jit(value_and_grad_of_cos, static_argnums=0)
   for ours, native in cases:
@@ -74,13 +81,16 @@ def test_global_pools():
   np.testing.assert_allclose(fc.ops.global_max_pool(x, rank=3), x.max(axis=(1, 2, 3)))
 
 
-@pytest.mark.parametrize("call,error,match", [
+@pytest.mark.parametrize(
+  "call,error,match",
+  [
     (lambda: fc.ops.max_pool(jnp.ones((4, 4, 1)), (5, 5)), ValueError, "larger than the padded input"),
     (lambda: fc.ops.max_pool(jnp.ones((4, 4, 1)), (2, 2), strides=(0, 1)), ValueError, "strides"),
     (lambda: fc.ops.avg_pool(jnp.ones((4, 4, 1)), (2, 2), padding="HALF"), ValueError, "unknown padding"),
     (lambda: fc.ops.max_pool(jnp.ones((4, 4, 1), jnp.int32), (2, 2)), TypeError, "floating"),
     (lambda: fc.ops.global_avg_pool(jnp.ones((4, 4))), ValueError, "spatial axes"),
-])
+  ],
+)
 def test_bad_input_raises_clear_error(call, error, match):
   with pytest.raises(error, match=match):
     call()

@@ -2,6 +2,7 @@
 input stays sharded through every op and layer, each device computing on its own examples (no
 all-gather in the compiled program), with the single-device result; on Auto and Explicit meshes
 under `jit`, and under `shard_map` with its default checks."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,10 @@ MESH_TYPES = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}
 
 @pytest.fixture(scope="module", autouse=True)
 def four_devices():
-  assert jax.device_count() >= 4, ("the sharding tests need 4 devices: run pytest with "
-                                   "XLA_FLAGS=--xla_force_host_platform_device_count=4 (tests/conftest.py sets it)")
+  assert jax.device_count() >= 4, (
+    "the sharding tests need 4 devices: run pytest with "
+    "XLA_FLAGS=--xla_force_host_platform_device_count=4 (tests/conftest.py sets it)"
+  )
 
 
 def data_mesh(kind):
@@ -48,21 +51,33 @@ def test_convolution_and_its_gradients_stay_on_their_shards(kind):
   mesh = data_mesh(kind)
   y = assert_data_parallel(lambda x, w: fc.ops.conv(x, w, padding="SAME"), (x, w), 0, mesh)
   assert y.sharding.spec[0] == "data"
-  dx, dw = assert_data_parallel(jax.grad(lambda x, w: jnp.sum(jnp.sin(fc.ops.conv(x, w, (2, 2), "SAME"))), (0, 1)),
-                                (x, w), 0, mesh)
+  dx, dw = assert_data_parallel(
+    jax.grad(lambda x, w: jnp.sum(jnp.sin(fc.ops.conv(x, w, (2, 2), "SAME"))), (0, 1)), (x, w), 0, mesh
+  )
   assert dx.sharding.spec[0] == "data" and dw.sharding.is_fully_replicated
-  ty = assert_data_parallel(lambda x, w: jax.jvp(lambda x, w: fc.ops.conv_transpose(x, w, (2, 2), "SAME"),
-                                                 (x, w), (x, w))[1], (x, w), 0, mesh)
+  ty = assert_data_parallel(
+    lambda x, w: jax.jvp(lambda x, w: fc.ops.conv_transpose(x, w, (2, 2), "SAME"), (x, w), (x, w))[1], (x, w), 0, mesh
+  )
   assert ty.sharding.spec[0] == "data"
 
 
 LAYERS = {
-    "Conv": fc.Conv(8, (3, 3), padding="SAME"), "ConvTranspose": fc.ConvTranspose(4, (2, 2), (2, 2)),
-    "DepthwiseConv": fc.DepthwiseConv((3, 3)), "Dense": fc.Dense(5), "MaxPool": fc.MaxPool((2, 2), (2, 2)),
-    "AvgPool": fc.AvgPool((3, 3), (1, 1), "SAME"), "L2Pool": fc.L2Pool((2, 2), (2, 2)),
-    "GlobalAvgPool": fc.GlobalAvgPool, "AdaptiveAvgPool": fc.AdaptiveAvgPool((3, 3)), "Flatten": fc.Flatten,
-    "Reshape": fc.Reshape((-1, 4)), "BatchNorm": fc.BatchNorm(), "GroupNorm": fc.GroupNorm(2),
-    "LayerNorm": fc.LayerNorm(), "Dropout": fc.Dropout(0.5), "FanInConcat": fc.serial(fc.FanOut(2), fc.FanInConcat()),
+  "Conv": fc.Conv(8, (3, 3), padding="SAME"),
+  "ConvTranspose": fc.ConvTranspose(4, (2, 2), (2, 2)),
+  "DepthwiseConv": fc.DepthwiseConv((3, 3)),
+  "Dense": fc.Dense(5),
+  "MaxPool": fc.MaxPool((2, 2), (2, 2)),
+  "AvgPool": fc.AvgPool((3, 3), (1, 1), "SAME"),
+  "L2Pool": fc.L2Pool((2, 2), (2, 2)),
+  "GlobalAvgPool": fc.GlobalAvgPool,
+  "AdaptiveAvgPool": fc.AdaptiveAvgPool((3, 3)),
+  "Flatten": fc.Flatten,
+  "Reshape": fc.Reshape((-1, 4)),
+  "BatchNorm": fc.BatchNorm(),
+  "GroupNorm": fc.GroupNorm(2),
+  "LayerNorm": fc.LayerNorm(),
+  "Dropout": fc.Dropout(0.5),
+  "FanInConcat": fc.serial(fc.FanOut(2), fc.FanInConcat()),
 }
 
 
@@ -78,8 +93,17 @@ def test_every_layer_keeps_the_batch_sharded(name, kind):
 
 
 def bn_cnn():
-  return fc.serial(fc.Conv(16, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
-                   fc.Conv(16, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.GlobalAvgPool, fc.Dense(10))
+  return fc.serial(
+    fc.Conv(16, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.Conv(16, (3, 3), padding="SAME"),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.GlobalAvgPool,
+    fc.Dense(10),
+  )
 
 
 @pytest.mark.parametrize("kind", MESH_TYPES)
@@ -93,19 +117,29 @@ def test_a_data_parallel_training_step_of_a_batchnorm_cnn(kind):
     def loss(p):
       logits, new_state = fc.batched(net.apply)(p, state, x, train=True)
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new_state
+
     (value, new_state), grads = jax.value_and_grad(loss, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return value, optax.apply_updates(params, updates), new_state, opt_state
 
-  value, new_params, new_state, _ = assert_data_parallel(step, (params, state, optimizer.init(params), x, labels),
-                                                         3, data_mesh(kind))
+  value, new_params, new_state, _ = assert_data_parallel(
+    step, (params, state, optimizer.init(params), x, labels), 3, data_mesh(kind)
+  )
   chex.assert_trees_all_equal_shapes_and_dtypes(new_params, params)
   assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves((value, new_params, new_state)))
 
 
 def test_shard_map_with_its_default_checks():
-  net = fc.serial(fc.Conv(8, (3, 3), padding="SAME"), fc.GroupNorm(4), fc.Relu, fc.MaxPool((2, 2), (2, 2)),
-                  fc.Conv(8, (3, 3), (2, 2)), fc.Relu, fc.Flatten, fc.Dense(10))
+  net = fc.serial(
+    fc.Conv(8, (3, 3), padding="SAME"),
+    fc.GroupNorm(4),
+    fc.Relu,
+    fc.MaxPool((2, 2), (2, 2)),
+    fc.Conv(8, (3, 3), (2, 2)),
+    fc.Relu,
+    fc.Flatten,
+    fc.Dense(10),
+  )
   _, params, state = net.init(jax.random.key(0), (16, 16, 3))
   x = jax.random.normal(jax.random.key(1), (32, 16, 16, 3))
   mesh = jax.make_mesh((4,), ("data",))

@@ -6,6 +6,7 @@ compositions, `checkpoint`, `scan` and `check_grads` all work on them and agree 
 transformation of `lax.conv_general_dilated` (tests.oracle). The pools agree with
 `lax.reduce_window`. Configurations are few and tiny: compilation dominates.
 """
+
 import dataclasses
 import math
 import zlib
@@ -25,6 +26,7 @@ from tests.oracle import native_conv, native_conv_transpose
 @dataclasses.dataclass(frozen=True)
 class Case:
   """One convolution: `ours` (funconv) and `native` (lax) of `(x, w)`, with fixed arguments."""
+
   name: str
   x_shape: tuple
   w_shape: tuple
@@ -71,12 +73,12 @@ def case(name, x_shape, w_shape, strides=1, padding="VALID", dilation=1, groups=
 
 CONV_1D = case("conv1d_stride2_same_two_batch_axes", (2, 2, 9, 3), (3, 3, 4), strides=2, padding="SAME")
 CONV_DILATED = case("conv2d_dilation2_pairs", (2, 6, 7, 2), (2, 3, 2, 3), padding=((1, 0), (2, 1)), dilation=2)
-CONV_GROUPS = case("conv2d_groups2_reflect_stride12", (2, 5, 6, 4), (3, 3, 2, 4), strides=(1, 2), padding="REFLECT",
-                   groups=2)
+CONV_GROUPS = case(
+  "conv2d_groups2_reflect_stride12", (2, 5, 6, 4), (3, 3, 2, 4), strides=(1, 2), padding="REFLECT", groups=2
+)
 CONV_DEPTHWISE = case("conv2d_depthwise_circular", (2, 5, 5, 3), (3, 2, 1, 6), padding="CIRCULAR", groups=3)
 CONV_3D = case("conv3d_valid_stride121", (1, 4, 5, 4, 2), (2, 3, 2, 2, 3), strides=(1, 2, 1))
-TRANSPOSE_SAME = case("transpose2d_stride2_same", (2, 3, 4, 2), (3, 3, 2, 3), strides=2, padding="SAME",
-                      transpose=True)
+TRANSPOSE_SAME = case("transpose2d_stride2_same", (2, 3, 4, 2), (3, 3, 2, 3), strides=2, padding="SAME", transpose=True)
 TRANSPOSE_VALID = case("transpose1d_stride2_valid", (2, 4, 3), (4, 3, 2), strides=2, padding="VALID", transpose=True)
 
 ALL_CASES = [CONV_1D, CONV_DILATED, CONV_GROUPS, CONV_DEPTHWISE, CONV_3D, TRANSPOSE_SAME, TRANSPOSE_VALID]
@@ -114,8 +116,11 @@ def test_jvp(c):
   assert float(np.max(np.abs(ty))) > 0.1
 
 
-@pytest.mark.parametrize("c,jac", [pytest.param(c.values[0], jax.jacfwd, id=f"jacfwd-{c.id}") for c in ALL_CASES]
-                         + [pytest.param(c.values[0], jax.jacrev, id=f"jacrev-{c.id}") for c in FEW_CASES])
+@pytest.mark.parametrize(
+  "c,jac",
+  [pytest.param(c.values[0], jax.jacfwd, id=f"jacfwd-{c.id}") for c in ALL_CASES]
+  + [pytest.param(c.values[0], jax.jacrev, id=f"jacrev-{c.id}") for c in FEW_CASES],
+)
 def test_jacobians(c, jac):
   x, w, _, _ = c.inputs()
   (jx, jw), _ = agree(lambda f: jac(f, argnums=(0, 1)), c, x, w)
@@ -129,11 +134,13 @@ def test_hessian(c):
   if x.shape[0] > 1:  # keep the Hessian small: one example
     x = x[:1]
   ((hxx, hxw), (hwx, hww)), _ = agree(lambda f: jax.hessian(tanh_loss(f), argnums=(0, 1)), c, x, w, tol=2e-4)
-  chex.assert_shape([hxx, hxw, hwx, hww], [(*x.shape, *x.shape), (*x.shape, *w.shape), (*w.shape, *x.shape),
-                                           (*w.shape, *w.shape)])
+  chex.assert_shape(
+    [hxx, hxw, hwx, hww], [(*x.shape, *x.shape), (*x.shape, *w.shape), (*w.shape, *x.shape), (*w.shape, *w.shape)]
+  )
   # Symmetric: the mixed blocks are each other's transpose.
-  np.testing.assert_allclose(np.asarray(hxw).reshape(x.size, w.size), np.asarray(hwx).reshape(w.size, x.size).T,
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(hxw).reshape(x.size, w.size), np.asarray(hwx).reshape(w.size, x.size).T, rtol=1e-4, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("c", ALL_CASES)
@@ -144,6 +151,7 @@ def test_linearize(c):
     def run(x, w, tx, tw):
       y, f_jvp = jax.linearize(f, x, w)
       return y, f_jvp(tx, tw), f_jvp(2 * tx, -tw)
+
     return run
 
   (y, t1, t2), _ = agree(linearized, c, x, w, tx, tw)
@@ -162,6 +170,7 @@ def test_linear_transpose(c):
       (dx,) = jax.linear_transpose(lambda x: f(x, w), x)(ct)
       (dw,) = jax.linear_transpose(lambda w: f(x, w), w)(ct)
       return dx, dw
+
     return run
 
   (dx, dw), _ = agree(transposed, c, x, w, ct)
@@ -177,20 +186,25 @@ def stacked(a, axis, n, rng):
 
 
 VMAP_MODES = {  # name: (in_axes for (x, w), out_axes)
-    "x": ((0, None), 0),
-    "w_ensemble": ((None, 0), 0),
-    "both": ((0, 0), 0),
-    "x_axis1_out_last": ((1, None), -1),
-    "w_last_out1": ((None, -1), 1),
-    "both_nonzero": ((2, 1), 2),
+  "x": ((0, None), 0),
+  "w_ensemble": ((None, 0), 0),
+  "both": ((0, 0), 0),
+  "x_axis1_out_last": ((1, None), -1),
+  "w_last_out1": ((None, -1), 1),
+  "both_nonzero": ((2, 1), 2),
 }
 
 
 # Every mode on one conv; on the others, the mode that maps both operands at non-zero axes, and a few more.
-VMAP_CASES = ([pytest.param(CONV_1D.values[0], mode, id=f"{mode}-{CONV_1D.id}") for mode in VMAP_MODES]
-              + [pytest.param(c.values[0], mode, id=f"{mode}-{c.id}") for c, mode in [
-                  (TRANSPOSE_SAME, "x_axis1_out_last"), (TRANSPOSE_SAME, "w_last_out1"), (CONV_DEPTHWISE, "w_ensemble"),
-                  *((c, "both_nonzero") for c in (CONV_DILATED, CONV_GROUPS, CONV_DEPTHWISE, CONV_3D, TRANSPOSE_VALID))]])
+VMAP_CASES = [pytest.param(CONV_1D.values[0], mode, id=f"{mode}-{CONV_1D.id}") for mode in VMAP_MODES] + [
+  pytest.param(c.values[0], mode, id=f"{mode}-{c.id}")
+  for c, mode in [
+    (TRANSPOSE_SAME, "x_axis1_out_last"),
+    (TRANSPOSE_SAME, "w_last_out1"),
+    (CONV_DEPTHWISE, "w_ensemble"),
+    *((c, "both_nonzero") for c in (CONV_DILATED, CONV_GROUPS, CONV_DEPTHWISE, CONV_3D, TRANSPOSE_VALID)),
+  ]
+]
 
 
 @pytest.mark.parametrize("c,mode", VMAP_CASES)
@@ -221,9 +235,11 @@ def test_per_example_gradients(c):
 
 def gradient_norm(f):
   """`|d loss/dx|^2 + |d loss/dw|^2`: its gradient is reverse over reverse."""
+
   def run(x, w):
     gx, gw = jax.grad(tanh_loss(f), argnums=(0, 1))(x, w)
-    return jnp.sum(gx ** 2) + jnp.sum(gw ** 2)
+    return jnp.sum(gx**2) + jnp.sum(gw**2)
+
   return run
 
 
@@ -237,16 +253,31 @@ def test_grad_of_grad(c):
 def test_jvp_of_grad(c):
   """Forward over reverse: the Hessian-vector product."""
   x, w, tx, tw = c.inputs()
-  agree(lambda f: lambda x, w, tx, tw: jax.jvp(jax.grad(tanh_loss(f), argnums=(0, 1)), (x, w), (tx, tw)),
-        c, x, w, tx, tw, tol=2e-4)
+  agree(
+    lambda f: lambda x, w, tx, tw: jax.jvp(jax.grad(tanh_loss(f), argnums=(0, 1)), (x, w), (tx, tw)),
+    c,
+    x,
+    w,
+    tx,
+    tw,
+    tol=2e-4,
+  )
 
 
-@pytest.mark.parametrize("c,policy", [
+@pytest.mark.parametrize(
+  "c,policy",
+  [
     pytest.param(CONV_1D.values[0], None, id=f"default-{CONV_1D.id}"),
-    pytest.param(CONV_GROUPS.values[0], jax.checkpoint_policies.nothing_saveable, id=f"nothing_saveable-{CONV_GROUPS.id}"),
-    pytest.param(TRANSPOSE_SAME.values[0], jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-                 id=f"dots_saveable-{TRANSPOSE_SAME.id}"),
-])
+    pytest.param(
+      CONV_GROUPS.values[0], jax.checkpoint_policies.nothing_saveable, id=f"nothing_saveable-{CONV_GROUPS.id}"
+    ),
+    pytest.param(
+      TRANSPOSE_SAME.values[0],
+      jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+      id=f"dots_saveable-{TRANSPOSE_SAME.id}",
+    ),
+  ],
+)
 def test_checkpoint(c, policy):
   """`jax.checkpoint` around a conv layer: value and gradient (recomputed forward), and jvp through it."""
   x, w, tx, tw = c.inputs()
@@ -260,9 +291,9 @@ def test_checkpoint(c, policy):
 
 
 SCAN_CASES = [  # (name, x shape, stacked kernel shape, op(h, w)): layers that keep the shape
-    ("conv2d_groups2_same", (2, 5, 5, 4), (3, 3, 3, 2, 4), lambda conv: lambda h, w: conv(h, w, 1, "SAME", 1, 2)),
-    ("conv1d_dilated_reflect", (2, 9, 3), (3, 3, 3, 3), lambda conv: lambda h, w: conv(h, w, 1, "REFLECT", 2, 1)),
-    ("transpose1d_same", (2, 7, 3), (3, 3, 3, 3), lambda conv: lambda h, w: conv(h, w, (1,), "SAME", (1,))),
+  ("conv2d_groups2_same", (2, 5, 5, 4), (3, 3, 3, 2, 4), lambda conv: lambda h, w: conv(h, w, 1, "SAME", 1, 2)),
+  ("conv1d_dilated_reflect", (2, 9, 3), (3, 3, 3, 3), lambda conv: lambda h, w: conv(h, w, 1, "REFLECT", 2, 1)),
+  ("transpose1d_same", (2, 7, 3), (3, 3, 3, 3), lambda conv: lambda h, w: conv(h, w, (1,), "SAME", (1,))),
 ]
 
 
@@ -283,6 +314,7 @@ def test_scan_over_stacked_layers(name, x_shape, ws_shape, make, mode):
     def run(x, ws):
       h, _ = lax.scan(lambda h, w: (jnp.tanh(layer(h, w)), None), x, ws)
       return jnp.sum(h * jnp.cos(h))
+
     return run
 
   if mode == "grad":
@@ -299,7 +331,7 @@ def test_scan_over_stacked_layers(name, x_shape, ws_shape, make, mode):
 @pytest.mark.parametrize("c", [CONV_DILATED, TRANSPOSE_SAME])
 def test_check_grads_second_order_forward_and_reverse(c):
   x, w, _, _ = c.inputs()
-  x = x.reshape(-1, *x.shape[-len(w.shape) + 1:])[:1]  # one example keeps the numerical differences cheap
+  x = x.reshape(-1, *x.shape[-len(w.shape) + 1 :])[:1]  # one example keeps the numerical differences cheap
   with jax.enable_x64(True):
     x64, w64 = jnp.asarray(x, jnp.float64), jnp.asarray(w, jnp.float64)
     assert c.ours(x64, w64).dtype == jnp.float64
@@ -312,9 +344,9 @@ def test_jvp_and_grad_programs_have_no_native_convolution(c):
   `jvp` and `grad` holds a native convolution (the same programs of the oracle do)."""
   x, w, tx, tw = c.inputs()
   programs = {
-      "jvp": lambda f: lambda x, w, tx, tw: jax.jvp(f, (x, w), (tx, tw)),
-      "grad": lambda f: lambda x, w, tx, tw: jax.grad(tanh_loss(f), argnums=(0, 1))(x, w),
-      "hvp": lambda f: lambda x, w, tx, tw: jax.jvp(jax.grad(tanh_loss(f), argnums=(0, 1)), (x, w), (tx, tw)),
+    "jvp": lambda f: lambda x, w, tx, tw: jax.jvp(f, (x, w), (tx, tw)),
+    "grad": lambda f: lambda x, w, tx, tw: jax.grad(tanh_loss(f), argnums=(0, 1))(x, w),
+    "hvp": lambda f: lambda x, w, tx, tw: jax.jvp(jax.grad(tanh_loss(f), argnums=(0, 1)), (x, w), (tx, tw)),
   }
   for name, program in programs.items():
     native_jaxpr = str(jax.make_jaxpr(program(c.native))(x, w, tx, tw))
@@ -328,25 +360,32 @@ def test_jvp_and_grad_programs_have_no_native_convolution(c):
 
 # ---------------------------------------------------------------------------------------- pooling
 
+
 def native_pool(x, init, reducer, window, strides, padding):
   rank = len(window)
-  pads = fc.ops.resolve_padding(padding, x.shape[-rank - 1:-1], window, strides, (1,) * rank, "oracle")[0]
+  pads = fc.ops.resolve_padding(padding, x.shape[-rank - 1 : -1], window, strides, (1,) * rank, "oracle")[0]
   lead = x.ndim - rank - 1
   # A Python scalar init (not a traced one) keeps lax's differentiable reduce_window_{sum,max} primitives.
-  return lax.reduce_window(x, init, reducer, (1,) * lead + window + (1,),
-                           (1,) * lead + strides + (1,), ((0, 0),) * lead + tuple(pads) + ((0, 0),))
+  return lax.reduce_window(
+    x,
+    init,
+    reducer,
+    (1,) * lead + window + (1,),
+    (1,) * lead + strides + (1,),
+    ((0, 0),) * lead + tuple(pads) + ((0, 0),),
+  )
 
 
 POOLS = {  # name: (ours(x, window, strides, padding), native(x, window, strides, padding))
-    "max": (fc.ops.max_pool, lambda x, *g: native_pool(x, -jnp.inf, lax.max, *g)),
-    "sum": (fc.ops.sum_pool, lambda x, *g: native_pool(x, 0.0, lax.add, *g)),
-    "avg": (fc.ops.avg_pool, lambda x, *g: native_pool(x, 0.0, lax.add, *g) / math.prod(g[0])),
-    "l2": (fc.ops.l2_pool, lambda x, *g: jnp.sqrt(native_pool(jnp.square(x), 0.0, lax.add, *g))),
+  "max": (fc.ops.max_pool, lambda x, *g: native_pool(x, -jnp.inf, lax.max, *g)),
+  "sum": (fc.ops.sum_pool, lambda x, *g: native_pool(x, 0.0, lax.add, *g)),
+  "avg": (fc.ops.avg_pool, lambda x, *g: native_pool(x, 0.0, lax.add, *g) / math.prod(g[0])),
+  "l2": (fc.ops.l2_pool, lambda x, *g: jnp.sqrt(native_pool(jnp.square(x), 0.0, lax.add, *g))),
 }
 POOL_GEOMETRIES = {  # name: (x shape, window, strides, padding)
-    "2d_tiled": ((2, 6, 6, 3), (2, 2), (2, 2), "VALID"),
-    "2d_overlap_same": ((2, 5, 6, 2), (3, 3), (1, 2), "SAME"),
-    "1d_pairs": ((2, 9, 3), (3,), (2,), ((1, 2),)),
+  "2d_tiled": ((2, 6, 6, 3), (2, 2), (2, 2), "VALID"),
+  "2d_overlap_same": ((2, 5, 6, 2), (3, 3), (1, 2), "SAME"),
+  "1d_pairs": ((2, 9, 3), (3,), (2,), ((1, 2),)),
 }
 
 
@@ -374,16 +413,18 @@ def test_pool_jvp(pool, geometry):
   assert float(np.max(np.abs(ty))) > 1e-2
 
 
-@pytest.mark.parametrize("pool,geometry", [("max", "2d_overlap_same"), ("sum", "1d_pairs"), ("avg", "2d_overlap_same"),
-                                           ("l2", "1d_pairs")])
+@pytest.mark.parametrize(
+  "pool,geometry", [("max", "2d_overlap_same"), ("sum", "1d_pairs"), ("avg", "2d_overlap_same"), ("l2", "1d_pairs")]
+)
 def test_pool_jacrev(pool, geometry):
   x, ours, native = pool_case(pool, geometry)
   jac = pool_agree(jax.jacrev, ours, native, x)
   chex.assert_shape(jac, (*jax.eval_shape(native, x).shape, *x.shape))
 
 
-@pytest.mark.parametrize("pool,geometry", [("sum", "1d_pairs"), ("avg", "2d_overlap_same"), ("l2", "2d_overlap_same"),
-                                           ("l2", "1d_pairs")])
+@pytest.mark.parametrize(
+  "pool,geometry", [("sum", "1d_pairs"), ("avg", "2d_overlap_same"), ("l2", "2d_overlap_same"), ("l2", "1d_pairs")]
+)
 def test_pool_hessian(pool, geometry):
   x, ours, native = pool_case(pool, geometry)
   x = x[:1]

@@ -1,5 +1,6 @@
 """Winograd's algorithm (`funconv.ops.winograd`) against lax's native convolution: both tile sizes,
 1-, 2- and 3-D, every padding, forward and both gradients, and its float32 error."""
+
 import contextlib
 
 import hypothesis.strategies as st
@@ -35,9 +36,17 @@ def configs(draw):
   spatial = tuple(draw(st.integers(3, {1: 19, 2: 11, 3: 6}[rank])) for _ in range(rank))
   if padding == "pairs":
     padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(rank))
-  return dict(rank=rank, padding=padding, spatial=spatial, batch=draw(st.integers(1, 4)), c_in=draw(st.integers(1, 5)),
-              c_out=draw(st.integers(1, 5)), tile=draw(st.sampled_from([2, 4])),
-              chunk=draw(st.sampled_from([plan.CHUNK_BYTES, 1])), seed=draw(st.integers(0, 2 ** 16)))
+  return dict(
+    rank=rank,
+    padding=padding,
+    spatial=spatial,
+    batch=draw(st.integers(1, 4)),
+    c_in=draw(st.integers(1, 5)),
+    c_out=draw(st.integers(1, 5)),
+    tile=draw(st.sampled_from([2, 4])),
+    chunk=draw(st.sampled_from([plan.CHUNK_BYTES, 1])),
+    seed=draw(st.integers(0, 2**16)),
+  )
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,4 +1,5 @@
 """Steps against a hand-written reference, checkpoints, kill-during-write, resume, the NaN stop."""
+
 import subprocess
 import sys
 import textwrap
@@ -20,12 +21,13 @@ def tiny_data(n=96, seed=0):
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((n, 6, 6, 1)).astype(np.float32)
   y = (x.mean(axis=(1, 2, 3)) > 0).astype(np.int32)
-  return data.DataSet(x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4:], y[n * 3 // 4:], 2)
+  return data.DataSet(x[: n * 3 // 4], y[: n * 3 // 4], x[n * 3 // 4 :], y[n * 3 // 4 :], 2)
 
 
 def tiny_model():
-  return fc.serial(fc.Conv(4, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.Flatten, fc.Dropout(0.2),
-                   fc.Dense(2))
+  return fc.serial(
+    fc.Conv(4, (3, 3), padding="SAME"), fc.BatchNorm(), fc.Relu, fc.Flatten, fc.Dropout(0.2), fc.Dense(2)
+  )
 
 
 def test_train_step_matches_a_hand_written_reference():
@@ -65,7 +67,9 @@ def test_checkpoint_round_trip(tmp_path):
   template = train.init_train_state(model, optimizer, (6, 6, 1), seed=4)
   restored, position = train.load_checkpoint(tmp_path / "ck.npz", template)
   assert position == dict(epoch=2, batch=5)
-  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, restored.params), jax.tree.map(np.asarray, ts.params))
+  jax.tree.map(
+    np.testing.assert_array_equal, jax.tree.map(np.asarray, restored.params), jax.tree.map(np.asarray, ts.params)
+  )
   np.testing.assert_array_equal(jax.random.key_data(restored.key), jax.random.key_data(ts.key))
   with pytest.raises(ValueError, match="different train state structure"):
     train.load_checkpoint(tmp_path / "ck.npz", train.init_train_state(fc.Dense(2), optimizer, (3,)))
@@ -90,7 +94,7 @@ def test_a_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
   time.sleep(1.5)
   proc.kill()
   proc.wait()
-  if not path.exists():   # killed between save's two renames: the newest complete checkpoint is the previous one
+  if not path.exists():  # killed between save's two renames: the newest complete checkpoint is the previous one
     path = checkpoint.previous(path)
   try:
     tree, position = train.load_checkpoint(path, {"w": np.ones(3, np.float32)})
@@ -107,18 +111,21 @@ def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
   full, _ = train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=tmp_path / "full", **kwargs)
   # interrupted mid-epoch 2 (after 3 steps of it), then resumed
   train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=tmp_path / "cut", max_steps=8 + 3, **kwargs)
-  resumed, report = train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=tmp_path / "cut", resume=True,
-                              **kwargs)
+  resumed, report = train.fit(
+    tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=tmp_path / "cut", resume=True, **kwargs
+  )
   assert report["epochs_run"] == 2
   last_full, _ = train.load_checkpoint(tmp_path / "full" / "checkpoint.npz", full)
   last_resumed, _ = train.load_checkpoint(tmp_path / "cut" / "checkpoint.npz", resumed)
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-               last_full.params, last_resumed.params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), last_full.params, last_resumed.params
+  )
 
 
 def test_fit_early_stops_writes_curves_and_metrics(tmp_path):
-  _, report = train.fit(tiny_model(), tiny_data(), optax.adam(1e-2), epochs=30, batch_size=8, patience=1,
-                        out_dir=tmp_path, progress=False)
+  _, report = train.fit(
+    tiny_model(), tiny_data(), optax.adam(1e-2), epochs=30, batch_size=8, patience=1, out_dir=tmp_path, progress=False
+  )
   assert report["stopped_early"] and report["epochs_run"] < 30
   assert (tmp_path / "curves.png").stat().st_size > 1000
   assert (tmp_path / "metrics.json").exists()
@@ -129,9 +136,12 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp
   ds = tiny_data()
   good, _ = train.fit(tiny_model(), ds, optax.sgd(0.1), epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
   poisoned = ds._replace(x_train=np.full_like(ds.x_train, np.nan))
-  with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 2, batch 1 .*last good checkpoint .* \(epoch 1"):
-    train.fit(tiny_model(), poisoned, optax.sgd(0.1), epochs=2, batch_size=8, out_dir=tmp_path, progress=False,
-              resume=True)
+  with pytest.raises(
+    FloatingPointError, match=r"loss became nan at epoch 2, batch 1 .*last good checkpoint .* \(epoch 1"
+  ):
+    train.fit(
+      tiny_model(), poisoned, optax.sgd(0.1), epochs=2, batch_size=8, out_dir=tmp_path, progress=False, resume=True
+    )
   kept, position = train.load_checkpoint(tmp_path / "checkpoint.npz", good)
   assert position["epoch"] == 1
   assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(kept.params))
@@ -146,8 +156,12 @@ def test_the_command_line_entry_point(tmp_path, capsys):
 
 
 def test_the_installed_command_exits_cleanly(tmp_path):
-  done = subprocess.run([sys.executable, "-m", "funconv.train", "--epochs", "1", "--out", str(tmp_path),
-                         "--no-progress"], capture_output=True, text=True, timeout=600)
+  done = subprocess.run(
+    [sys.executable, "-m", "funconv.train", "--epochs", "1", "--out", str(tmp_path), "--no-progress"],
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert done.returncode == 0, done.stderr
   assert "test accuracy:" in done.stdout and "history" not in done.stderr
   assert (tmp_path / "curves.png").exists()

@@ -1,4 +1,5 @@
 """funconv.viz: the arrays behind each figure (shapes, and values on hand-made cases), then each figure once."""
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,7 @@ def test_filter_grid_draws_a_first_layer_as_rgb_images_each_scaled_with_zero_at_
   for i in range(7):
     np.testing.assert_allclose(tiles[i], 0.5 + 0.5 * W[..., i] / np.abs(W[..., i]).max(), rtol=1e-6)
     assert np.abs(tiles[i] - 0.5).max() == pytest.approx(0.5)
-  np.testing.assert_array_equal(tiles[7], 0.5)   # an all-zero filter is grey, not NaN
+  np.testing.assert_array_equal(tiles[7], 0.5)  # an all-zero filter is grey, not NaN
 
 
 def test_filter_grid_draws_deeper_layers_per_input_channel_on_one_symmetric_range():
@@ -61,15 +62,18 @@ def test_filter_grid_draws_deeper_layers_per_input_channel_on_one_symmetric_rang
   chex.assert_shape(grid.tiles, (6, 4, 3, 3))
   np.testing.assert_array_equal(grid.tiles[5, 2], W[:, :, 2, 5])
   chex.assert_shape(viz.filter_grid(W[:, :, :3], rgb=False).tiles, (6, 3, 3, 3))
-  chex.assert_shape(viz.filter_grid(W[0]).tiles, (6, 4, 1, 3))   # a 1-D kernel: 1 x k strips
+  chex.assert_shape(viz.filter_grid(W[0]).tiles, (6, 4, 1, 3))  # a 1-D kernel: 1 x k strips
 
 
-@pytest.mark.parametrize("W, error, words", [
+@pytest.mark.parametrize(
+  "W, error, words",
+  [
     (np.ones((3, 3)), ValueError, ["W", "(3, 3)"]),
     (np.ones((3, 3, 3, 1, 2)), ValueError, ["W", "(3, 3, 3, 1, 2)"]),
     ((np.ones((3, 3, 1, 2)), np.ones(2)), TypeError, ["params[0]"]),
     (np.ones((3, 3, 1, 2), np.int32), TypeError, ["W", "int32"]),
-])
+  ],
+)
 def test_filter_grid_rejects_what_is_not_a_kernel(W, error, words):
   with pytest.raises(error, match="filter_grid") as info:
     viz.filter_grid(W)
@@ -121,17 +125,20 @@ def test_activation_maps_find_convolutions_inside_nested_containers():
   assert list(maps) == [row["name"] for row in rows if row["type"] == "Conv"]
   assert len(maps) == 3 and list(maps)[-1] == "head"
   chex.assert_trees_all_close(maps["head"], net.apply(params, state, x)[0])
-  single = fc.Conv(3, 3)   # an unnamed one-layer model: summary calls it "Conv"
+  single = fc.Conv(3, 3)  # an unnamed one-layer model: summary calls it "Conv"
   (p1, s1), x1 = _init(single, (5, 5, 1)), jnp.ones((5, 5, 1))
   chex.assert_trees_all_close(viz.activation_maps(single, p1, s1, x1), {"Conv": single.apply(p1, s1, x1)[0]})
 
 
-@pytest.mark.parametrize("layers, error, pattern", [
+@pytest.mark.parametrize(
+  "layers, error, pattern",
+  [
     (3, ValueError, r"index 3 is out of range for the model's 3 convolutions"),
     (["0", "nope"], ValueError, r"the model has no layer 'nope'; its layers are \['0', '1', 'mid'"),
     ([True], TypeError, r"layers\[0\] must be a layer path"),
     (1.5, TypeError, r"layers must be None, a path, an int or a list of them, got 1.5"),
-])
+  ],
+)
 def test_activation_maps_reject_layers_the_model_does_not_have(net_params, layers, error, pattern):
   params, state = net_params
   with pytest.raises(error, match="activation_maps: " + pattern):
@@ -171,7 +178,7 @@ def test_an_edge_filter_on_a_step_image_is_non_zero_exactly_along_the_step(name,
   expected[:, 4], expected[:, 5] = left, right
   for c in (0, 1):
     np.testing.assert_allclose(y[..., c], expected, atol=1e-6)
-  np.testing.assert_allclose(y[..., 2], 0, atol=1e-6)   # a flat channel has no edge, not even at the border
+  np.testing.assert_allclose(y[..., 2], 0, atol=1e-6)  # a flat channel has no edge, not even at the border
   np.testing.assert_allclose(viz.apply_kernel(_step_image(), viz.classic_kernels()["sobel y"]), 0, atol=1e-6)
 
 
@@ -184,18 +191,21 @@ def test_kernels_summing_to_one_keep_a_constant_image(name):
 def test_apply_kernel_is_cross_correlation_per_channel_with_the_padding_asked():
   image = _uniform(3, (7, 9, 2))
   kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
-  padded = np.pad(image, ((0, 1), (1, 1), (0, 0)))   # "SAME" for a 2x3 window: the extra row after
-  expected = sum(kernel[i, j] * padded[i:i + 7, j:j + 9] for i in range(2) for j in range(3))
+  padded = np.pad(image, ((0, 1), (1, 1), (0, 0)))  # "SAME" for a 2x3 window: the extra row after
+  expected = sum(kernel[i, j] * padded[i : i + 7, j : j + 9] for i in range(2) for j in range(3))
   np.testing.assert_allclose(viz.apply_kernel(image, kernel, padding="SAME"), expected, rtol=1e-5)
   chex.assert_shape(jax.jit(viz.apply_kernel)(image, kernel), (7, 9, 2))
   chex.assert_shape(viz.apply_kernel(image, kernel, padding="VALID"), (6, 7, 2))
 
 
-@pytest.mark.parametrize("image, kernel, error, pattern", [
+@pytest.mark.parametrize(
+  "image, kernel, error, pattern",
+  [
     (np.ones((5, 5)), np.ones((3, 3)), ValueError, r"image must have shape \(H, W, C\).*got shape \(5, 5\)"),
     (np.ones((5, 5, 1)), np.ones((3, 3, 1)), ValueError, r"kernel must be a non-empty 2-D array.*\(3, 3, 1\)"),
     (np.ones((5, 5, 1), np.uint8), np.ones((3, 3)), TypeError, r"image must be a floating-point array.*uint8"),
-])
+  ],
+)
 def test_apply_kernel_rejects_bad_shapes_and_integer_images(image, kernel, error, pattern):
   with pytest.raises(error, match="apply_kernel: " + pattern):
     viz.apply_kernel(image, kernel)
@@ -237,11 +247,14 @@ def test_saliency_is_zero_outside_the_receptive_field_of_the_score(net_params):
   chex.assert_shape(viz.saliency(NET, *net_params, X, 2).map, (17, 17))
 
 
-@pytest.mark.parametrize("class_index, error, pattern", [
+@pytest.mark.parametrize(
+  "class_index, error, pattern",
+  [
     (3, ValueError, r"class_index must be in \[0, 3\) for the model's output of shape \(3,\), got 3"),
     (-1, ValueError, r"class_index must be in \[0, 3\)"),
     (1.0, TypeError, r"class_index must be an int"),
-])
+  ],
+)
 def test_saliency_rejects_a_class_the_model_does_not_score(net_params, class_index, error, pattern):
   with pytest.raises(error, match="saliency: " + pattern):
     viz.saliency(NET, *net_params, X, class_index)
@@ -258,18 +271,21 @@ def test_receptive_field_box_follows_strides_and_is_clipped_to_the_input():
   net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2), fc.Conv(4, 3, padding="SAME"), fc.Flatten)
   assert viz.receptive_field_box(net, (32, 32, 1), "0", (5, 7)) == ((5, 7), (7, 9))
   assert viz.receptive_field_box(net, (32, 32, 1), "1", (0, 2)) == ((0, 4), (4, 8))
-  assert viz.receptive_field_box(net, (32, 32, 1), "2", 0) == ((0, 6), (0, 6))   # its padding lies outside
+  assert viz.receptive_field_box(net, (32, 32, 1), "2", 0) == ((0, 6), (0, 6))  # its padding lies outside
   assert viz.receptive_field_box(net, (32, 32, 1), "2", (13, 13)) == ((24, 31), (24, 31))
-  assert viz.receptive_field_box(net, (32, 32, 1), "3", 0) == ((0, 31), (0, 31))   # after Flatten: everything
-  assert viz.receptive_field_box(fc.Conv(2, 5), (9, 2), "Conv", 4) == ((4, 8),)    # 1-D
+  assert viz.receptive_field_box(net, (32, 32, 1), "3", 0) == ((0, 31), (0, 31))  # after Flatten: everything
+  assert viz.receptive_field_box(fc.Conv(2, 5), (9, 2), "Conv", 4) == ((4, 8),)  # 1-D
 
 
-@pytest.mark.parametrize("layer, position, error, pattern", [
+@pytest.mark.parametrize(
+  "layer, position, error, pattern",
+  [
     ("9", (0, 0), ValueError, r"the model has no layer '9'"),
     ("1", (14, 0), ValueError, r"position must index the layer's output positions \(14, 14\).*\(14, 0\)"),
     ("1", (0, 0, 0), ValueError, r"position must index .*got \(0, 0, 0\)"),
     ("1", "centre", TypeError, r"position must be an int or one int per spatial axis"),
-])
+  ],
+)
 def test_receptive_field_box_rejects_unknown_layers_and_positions(layer, position, error, pattern):
   net = fc.serial(fc.Conv(4, 3), fc.Conv(4, 3, strides=2))
   with pytest.raises(error, match="receptive_field_box: " + pattern):
@@ -322,7 +338,7 @@ def test_plot_classic_kernels_titles_every_panel_and_scales_the_edge_responses(t
   fig = viz.plot_classic_kernels(viz.sample_photograph(1, downscale=8), path=tmp_path / "kernels.png")
   titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
   assert titles == [*viz.classic_kernels(), "edge magnitude (Sobel)"] and fig._suptitle.get_text()
-  assert _colorbars(fig) == 4   # Laplacian, Sobel x and y, and the magnitude
+  assert _colorbars(fig) == 4  # Laplacian, Sobel x and y, and the magnitude
   assert (tmp_path / "kernels.png").stat().st_size > 0
 
 
