@@ -68,7 +68,7 @@ def run(argv=None):
   parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
   parser.add_argument("--clip", type=float, default=None, help="clip gradients to this global norm")
   parser.add_argument("--label-smoothing", type=float, default=0.0)
-  parser.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+  parser.add_argument("--patience", type=int, default=None, help="early stopping: stop after more than this many epochs in a row without improvement")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="out", help="directory for checkpoints, curves.png and metrics.json")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
