@@ -12,9 +12,10 @@ import sys
 from funconv import data as datasets
 from funconv.data.augment import augmenter
 from funconv.models import MODELS
-from funconv.train.loop import fit
+from funconv.train.loop import fit, validation_size
 from funconv.train.optimizers import OPTIMIZERS, make_optimizer
 
+VAL_FRACTION = 0.1  # the share of the training set held out for validation
 CIFAR_MEAN_STD = {  # per-channel mean and standard deviation of each training set
   "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
   "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -68,7 +69,12 @@ def run(argv=None):
   parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
   parser.add_argument("--clip", type=float, default=None, help="clip gradients to this global norm")
   parser.add_argument("--label-smoothing", type=float, default=0.0)
-  parser.add_argument("--patience", type=int, default=None, help="early stopping: stop after more than this many epochs in a row without improvement")
+  parser.add_argument(
+    "--patience",
+    type=int,
+    default=None,
+    help="early stopping: stop after more than this many epochs in a row without improvement",
+  )
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="out", help="directory for checkpoints, curves.png and metrics.json")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
@@ -93,7 +99,7 @@ def run(argv=None):
     sys.exit(f"funconv-train: {err}")
   cifar = args.dataset.startswith("cifar")
   model = MODELS[args.model](num_classes=data.num_classes)
-  train_examples = len(data.x_train) - round(len(data.x_train) * 0.1)  # fit's default validation split
+  train_examples = len(data.x_train) - validation_size(len(data.x_train), VAL_FRACTION)
   steps = args.epochs * (train_examples // args.batch_size)
   optimizer = make_optimizer(args.optimizer, args.lr, steps, clip=args.clip, schedule=args.schedule)
   print(
@@ -108,6 +114,7 @@ def run(argv=None):
       epochs=args.epochs,
       batch_size=args.batch_size,
       seed=args.seed,
+      val_fraction=VAL_FRACTION,
       out_dir=args.out,
       patience=args.patience,
       label_smoothing=args.label_smoothing,

@@ -49,11 +49,22 @@ def _plot(history, path):
   plt.close(fig)
 
 
+def validation_size(num_examples, val_fraction):
+  """How many of `num_examples` training examples `fit` holds out for validation: `round(N * val_fraction)`.
+
+  Examples:
+    >>> from funconv.train.loop import validation_size
+    >>> validation_size(1438, 0.1)
+    144
+  """
+  return int(round(num_examples * val_fraction))
+
+
 def _split(data, val_fraction, seed):
   """`((x, y) training, (x, y) validation)`: the validation split is `val_fraction` of the training set, fixed by
   `seed`, or the test set when that is empty."""
   order = np.random.default_rng([seed, 2**31 - 1]).permutation(len(data.x_train))
-  n_val = int(round(len(order) * val_fraction))
+  n_val = validation_size(len(order), val_fraction)
   val_idx, train_idx = order[:n_val], order[n_val:]
   val = (data.x_train[val_idx], data.y_train[val_idx]) if n_val else (data.x_test, data.y_test)
   return (data.x_train[train_idx], data.y_train[train_idx]), val
