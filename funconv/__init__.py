@@ -5,6 +5,8 @@ maps them over a batch; combinators compose them; `funconv.ops` holds the convol
 pooling they are built on, made from lax primitives (never `lax.conv_general_dilated`).
 """
 
+import importlib
+
 from funconv.blocks import SeparableConv
 from funconv.batching import batched, per_example_grads
 from funconv.combinators import FanInConcat, FanInSum, FanOut, named, parallel, residual, serial, shape_dependent
@@ -42,7 +44,7 @@ from funconv.layers import (
   elementwise,
   layer,
 )
-from funconv import data, models, ops, train, viz
+from funconv import data, models, ops
 
 __all__ = [
   "AdaptiveAvgPool",
@@ -100,3 +102,11 @@ __all__ = [
   "train",
   "viz",
 ]
+
+
+def __getattr__(name):
+  """`funconv.train` and `funconv.viz` import on first use: they bring optax and matplotlib, which would double
+  the time `import funconv` takes."""
+  if name in ("train", "viz"):
+    return importlib.import_module(f"funconv.{name}")
+  raise AttributeError(f"module 'funconv' has no attribute {name!r}")

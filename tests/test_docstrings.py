@@ -3,6 +3,7 @@
 
 import ast
 import doctest
+import functools
 import importlib
 import inspect
 import pathlib
@@ -18,6 +19,7 @@ PACKAGES = ["funconv", "funconv.ops", "funconv.models", "funconv.train", "funcon
 API_PAGES = pathlib.Path(__file__).resolve().parent.parent / "docs" / "api"
 
 
+@functools.cache
 def attribute_docstrings(module):
   """`{name: docstring}` of the module-level assignments followed by a string (how layer values such as
   `funconv.Relu`, namedtuple instances, are documented; mkdocstrings reads them the same way)."""
