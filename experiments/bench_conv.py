@@ -1,11 +1,12 @@
 """Convolution speed: funconv.ops against lax's native convolution, side by side in one process.
 
-For each row of the table in issue 2, times the forward pass and the forward+backward pass
+For each row of `ROWS`, times the forward pass and the forward+backward pass
 (gradients for input and kernel of `sum(y ** 2)`, so the cotangent is computed at run time) of
 `funconv.ops.conv` (or `conv_transpose`) and of `lax.conv_general_dilated` (`lax.conv_transpose`),
 interleaved, as the median of `--reps` runs after compilation and warm-up. Prints a markdown
 table with times, the speed-up (native time / funconv time) and GFLOP/s against a GEMM peak
-measured in the same run, and writes it to experiments/results/bench_conv.json.
+measured in the same run, and writes it to experiments/results/bench_conv.json. Freed memory stays
+with the process for the next call (`funconv.reuse_host_memory`) unless `--fresh-memory` is given.
 
     python experiments/bench_conv.py            # all 15 rows
     python experiments/bench_conv.py --quick    # a subset, under a minute
@@ -77,6 +78,17 @@ def train_step(f):
   return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
 
 
+def host_memory_option(parser):
+  """`--fresh-memory`, and a function of the parsed arguments that applies it: unless given, the allocator keeps
+  freed memory for the next compiled call (`funconv.reuse_host_memory`, before JAX starts); returns whether it does."""
+  parser.add_argument(
+    "--fresh-memory",
+    action="store_true",
+    help="leave the allocator as it is: each compiled call maps its scratch buffer afresh (default: reuse it)",
+  )
+  return lambda args: False if args.fresh_memory else fc.reuse_host_memory()
+
+
 def interleaved_medians(fns, args, reps):
   """Median seconds of each function, timed alternately after compile and two warm-up calls."""
   for f in fns:
@@ -104,7 +116,9 @@ def main():
   parser.add_argument("--rows", type=int, nargs="*", help="row numbers to run (default: all)")
   parser.add_argument("--reps", type=int, default=None, help="timed runs per function (default 15, quick 10)")
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_conv.json"))
+  apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
+  reuse_host_memory = apply_host_memory(args)
   rows = args.rows or (QUICK_ROWS if args.quick else tuple(ROWS))
   reps = args.reps or (10 if args.quick else 15)
   peak = gemm_peak(reps)
@@ -168,7 +182,13 @@ def main():
   out.write_text(
     json.dumps(
       dict(
-        jax=jax.__version__, machine=platform.machine(), gemm_peak_gflops=peak, reps=reps, rows=results, summary=summary
+        jax=jax.__version__,
+        machine=platform.machine(),
+        reuse_host_memory=reuse_host_memory,
+        gemm_peak_gflops=peak,
+        reps=reps,
+        rows=results,
+        summary=summary,
       ),
       indent=2,
     )

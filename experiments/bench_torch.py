@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import funconv as fc
-from bench_conv import ROWS, interleaved_medians, make_pair, train_step
+from bench_conv import ROWS, host_memory_option, interleaved_medians, make_pair, train_step
 from bench_train import compiled_step
 from funconv import models
 from profile_step import jax_step
@@ -339,7 +339,9 @@ def main():
   parser.add_argument("--step-reps", type=int, default=None, help="timed training steps (default 30, quick 10)")
   parser.add_argument("--batch", type=int, default=128, help="training-step batch")
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_torch.json"))
+  apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
+  reuse_host_memory = apply_host_memory(args)
   rows = args.rows or (QUICK_ROWS if args.quick else LAYER_ROWS)
   reps = args.reps or (5 if args.quick else 15)
   step_reps = args.step_reps or (10 if args.quick else 30)
@@ -378,6 +380,7 @@ def main():
     json.dumps(
       dict(
         jax=jax.__version__,
+        reuse_host_memory=reuse_host_memory,
         torch=torch.__version__,
         device=device,
         reps=reps,

@@ -5,7 +5,8 @@ whole training step (forward, backward, Adam update; `funconv.train.make_steps`)
 funconv's convolution and with the identical model whose `funconv.ops.conv` is swapped for
 `lax.conv_general_dilated` while it is traced (the layers, batching, loss and optimizer are
 the same code). Steps run interleaved in one process; medians after compile and warm-up.
-Also reports compile time and the compiled step's memory (arguments + temporaries).
+Also reports compile time and the compiled step's memory (arguments + temporaries). Freed memory
+stays with the process for the next step (`funconv.reuse_host_memory`) unless `--fresh-memory`.
 
     python experiments/bench_train.py [--reps 50] [--batch 128]
 """
@@ -24,6 +25,7 @@ import numpy as np
 import optax
 
 import funconv as fc
+from bench_conv import host_memory_option
 from funconv import models, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the tests' oracle
@@ -60,7 +62,9 @@ def main():
   parser.add_argument("--reps", type=int, default=50)
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_train.json"))
+  apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
+  reuse_host_memory = apply_host_memory(args)
   cases = {"LeNet-5 28x28x1": (models.lenet5(), (28, 28, 1)), "ResNet-20 32x32x3": (models.resnet20(), (32, 32, 3))}
   print(f"training step (forward, backward, Adam), batch {args.batch}, median of {args.reps} interleaved steps\n")
   print(
@@ -96,7 +100,11 @@ def main():
     )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(dict(jax=jax.__version__, reps=args.reps, results=results), indent=2))
+  out.write_text(
+    json.dumps(
+      dict(jax=jax.__version__, reuse_host_memory=reuse_host_memory, reps=args.reps, results=results), indent=2
+    )
+  )
   print(f"\nwrote {out}")
 
 

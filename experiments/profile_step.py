@@ -43,7 +43,7 @@ from jax import lax
 from jax.extend import core
 
 import funconv as fc
-from bench_conv import interleaved_medians
+from bench_conv import host_memory_option, interleaved_medians
 from bench_train import compiled_step, native_convolution
 from funconv import models, train
 from funconv.ops import primitives
@@ -281,7 +281,9 @@ def main():
   parser.add_argument("--reps", type=int, default=20, help="timed runs of every part and of the whole step")
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "profile_step.json"))
+  apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
+  reuse_host_memory = apply_host_memory(args)
   model, kinds = models.resnet20(), ("funconv", "native")
   runs = {kind: compiled_step(model, SHAPE, args.batch, kind == "native") for kind in kinds}
   _, ts, x, y, _, _ = runs["funconv"]
@@ -351,6 +353,7 @@ def main():
     json.dumps(
       dict(
         jax=jax.__version__,
+        reuse_host_memory=reuse_host_memory,
         torch=torch.__version__ if torch is not None else None,
         batch=args.batch,
         reps=args.reps,

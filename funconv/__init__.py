@@ -9,6 +9,7 @@ import importlib
 
 from funconv.blocks import SeparableConv
 from funconv.batching import batched, per_example_grads
+from funconv.host_memory import reuse_host_memory
 from funconv.combinators import FanInConcat, FanInSum, FanOut, named, parallel, residual, serial, shape_dependent
 from funconv.introspect import by_name, capture, from_stax, param_names, receptive_field, set_by_name, summary
 from funconv.layers import (
@@ -95,6 +96,7 @@ __all__ = [
   "per_example_grads",
   "receptive_field",
   "residual",
+  "reuse_host_memory",
   "serial",
   "set_by_name",
   "shape_dependent",

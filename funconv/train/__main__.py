@@ -11,6 +11,7 @@ import sys
 
 from funconv import data as datasets
 from funconv.data.augment import augmenter
+from funconv.host_memory import reuse_host_memory
 from funconv.models import MODELS
 from funconv.train.loop import fit, validation_size
 from funconv.train.optimizers import OPTIMIZERS, make_optimizer
@@ -133,7 +134,8 @@ def run(argv=None):
 
 
 def main(argv=None):
-  """The `funconv-train` console script and `python -m funconv.train`: `run(argv)`.
+  """The `funconv-train` console script and `python -m funconv.train`: `run(argv)`, with freed memory kept for the
+  next step (`funconv.reuse_host_memory`, set before JAX starts).
 
   Args:
     argv: as in `run` (default None: the command line).
@@ -145,6 +147,7 @@ def main(argv=None):
   Raises:
     SystemExit: as `run`.
   """
+  reuse_host_memory()
   run(argv)
 
 
