@@ -23,6 +23,7 @@ experiments/results/bench_torch.json. Needs PyTorch (`pip install torch`; the CP
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -56,13 +57,18 @@ from profile_step import jax_step
 
 LAYER_ROWS = (1, 2, 3, 4, 5, 6, 7)
 QUICK_ROWS = (1, 4, 7)
-# PyTorch runs where JAX does: on the GPU when JAX's default backend is one.
-TORCH_DEVICE = torch.device("cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu")
+
+
+@functools.cache
+def torch_device():
+  """Where PyTorch runs: where JAX does, on the GPU when JAX's default backend is one (asked on first use, after
+  `main` has set the allocator: asking starts JAX's backend)."""
+  return torch.device("cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu")
 
 
 def synchronized(fn):
   """`fn` waiting for its GPU work, as `jax.block_until_ready` does for JAX's."""
-  if TORCH_DEVICE.type != "cuda":
+  if torch_device().type != "cuda":
     return fn
 
   def run():
@@ -100,8 +106,8 @@ def device_info():
     cpu_count=os.cpu_count(),
     jax_cores=core_count(),
     torch_threads=torch.get_num_threads(),
-    torch_device=str(TORCH_DEVICE),
-    gpu=torch.cuda.get_device_name() if TORCH_DEVICE.type == "cuda" else None,
+    torch_device=str(torch_device()),
+    gpu=torch.cuda.get_device_name() if torch_device().type == "cuda" else None,
     xla_flags=os.environ.get("XLA_FLAGS"),
     load_average_before=os.getloadavg(),
   )
@@ -190,7 +196,7 @@ def load_funconv_params(torch_model, params):
 def to_torch_images(x):
   """NHWC JAX array -> NCHW PyTorch tensor in channels_last memory format (the same bytes)."""
   return (
-    torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(TORCH_DEVICE)
+    torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(torch_device())
   )
 
 
@@ -198,7 +204,7 @@ def torch_twin(name, model, shape, params, state):
   """The PyTorch twin of `model` with funconv's `params`, checked: same parameter count, and the same
   training-mode logits (batch statistics) on a few random images."""
   twin = {"LeNet-5": lambda: torch_lenet5(shape[0]), "ResNet-20": torch_resnet20}[name]()
-  twin = twin.to(TORCH_DEVICE, memory_format=torch.channels_last).train()
+  twin = twin.to(torch_device(), memory_format=torch.channels_last).train()
   expected = fc.summary(model, shape, print_fn=None)["params"]
   count = sum(p.numel() for p in twin.parameters())
   assert count == expected, f"{name}: PyTorch twin has {count} parameters, funconv's model {expected}"
@@ -233,7 +239,7 @@ def torch_conv_functions(row, x, w):
   pad = {"SAME": window[0] // 2, "VALID": 0}[padding]
   xt = to_torch_images(x)
   wt = (
-    torch.from_numpy(np.array(w).transpose(3, 2, 0, 1)).contiguous(memory_format=torch.channels_last).to(TORCH_DEVICE)
+    torch.from_numpy(np.array(w).transpose(3, 2, 0, 1)).contiguous(memory_format=torch.channels_last).to(torch_device())
   )
   x_grad, w_param = xt.clone().requires_grad_(), nn.Parameter(wt.clone())
 
@@ -307,7 +313,9 @@ def bench_steps(batch, reps):
     twin, params, error = torch_twin(name, model, shape, ts.params, ts.state)  # before the state is donated
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     steps = [jax_step(*runs[kind][:4]) for kind in ("funconv", "native")]
-    steps.append(torch_step(twin, optimizer, to_torch_images(x), torch.from_numpy(np.array(y)).long().to(TORCH_DEVICE)))
+    steps.append(
+      torch_step(twin, optimizer, to_torch_images(x), torch.from_numpy(np.array(y)).long().to(torch_device()))
+    )
     times = interleaved_medians(steps, (), reps)
     ips = dict(zip(("funconv", "native", "torch"), (batch / t for t in times)))
     result = dict(
