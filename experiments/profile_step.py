@@ -16,7 +16,10 @@ native convolution (bench_train's `native_convolution`). The parts:
 - Adam: `optax.adam(1e-3)` update and `optax.apply_updates` on the model's params, jitted;
 - everything else (elementwise, ReLU, pooling, loss, fusion boundaries): the whole step's median
   less the sum of the parts. Parts timed alone lose the fusions XLA makes across them in the whole
-  step, so the remainder can come out small or even negative.
+  step, so the remainder can come out small or even negative;
+- page faults: minor faults per step, the pages a step touches for the first time (without
+  `funconv.reuse_host_memory`, which the script sets unless `--fresh-memory`, XLA:CPU's scratch
+  buffer is mapped afresh by every step and all of it faults in).
 
 BatchNorm and Adam are the same code in both models: timed once, shown in both columns. If PyTorch
 imports, its twin of the model (bench_torch's, channels_last, funconv's initial weights) is profiled
@@ -34,6 +37,7 @@ import contextlib
 import json
 import os
 import pathlib
+import resource
 
 import jax
 import jax.numpy as jnp
@@ -77,6 +81,15 @@ def jax_step(compiled, ts, x, y):
     return metrics
 
   return run
+
+
+def page_faults_per_step(step, reps):
+  """Minor page faults per call of `step` (already warm), averaged over `reps` calls: the pages a step touches
+  for the first time, such as a scratch buffer the allocator mapped afresh."""
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  for _ in range(reps):
+    jax.block_until_ready(step())
+  return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / reps
 
 
 def convolution_equations(jaxpr, times=1):
@@ -305,6 +318,7 @@ def main():
   )
 
   whole = dict(zip(steps, (t * 1e3 for t in interleaved_medians(list(steps.values()), (), args.reps))))
+  faults = {kind: page_faults_per_step(step, args.reps) for kind, step in steps.items()}
   convolutions = convolution_parts(jaxprs, args.reps)
   bn_counts = collections.Counter(
     tuple(r["input_shape"]) for r in fc.summary(model, SHAPE, print_fn=None)["rows"] if r["type"] == "BatchNorm"
@@ -347,6 +361,11 @@ def main():
       for k in whole
     )
   )
+  print(
+    "minor page faults per step: "
+    + ", ".join(f"{names[k]} {n:,.0f}" for k, n in faults.items())
+    + (" (the allocator keeps freed memory)" if reuse_host_memory else " (--fresh-memory)")
+  )
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(
@@ -360,6 +379,7 @@ def main():
         device=jax.devices()[0].device_kind,
         cpu_count=os.cpu_count(),
         load_average=os.getloadavg(),
+        page_faults_per_step=faults,
         rows=[
           dict(part=part.strip("*"), count=count, ms=ms, share={k: ms[k] / whole[k] for k in whole})
           for part, count, ms in rows
