@@ -3,7 +3,8 @@
 XLA:CPU allocates each call's scratch buffer anew (one block: 475 MiB for a ResNet-20 training step at
 batch 128) and frees it after; glibc maps blocks that large with `mmap` and returns them on `free`, so
 every call faults in and zeroes every page again. On a 2-core virtual machine that was 121,000 page
-faults and 75-120 ms of a 450 ms step (experiments/profile_step.py; docs/convolution.md).
+faults per step, and the step ran 1.23x faster without them (experiments/profile_step.py,
+bench_train.py; docs/convolution.md).
 """
 
 import ctypes
