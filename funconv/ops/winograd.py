@@ -17,6 +17,8 @@ Every function takes a padded input `xp` `(n, *P, C)` (output `O = P - 2` per ax
 cotangent `(n, *O, C_out)`, and the `Plan` of its convolution (`plan.tile` is `m`).
 """
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -100,13 +102,14 @@ def _untile(products, m, rank):
 
 
 def _kernel_transform(w, matrix):
-  """`matrix` `(a, 3)` applied along every spatial axis of `w` `(*window, C, C_out)`: `(a,) * d +
-  (C, C_out)` (with `G`: the kernel's transform; with `G^T` on a transformed kernel: its transpose)."""
-  matrix = jnp.asarray(matrix, w.dtype)
-  for axis in range(w.ndim - 2):
-    w = lax.dot_general(w, matrix, (((axis,), (1,)), ((), ())))
-    w = jnp.moveaxis(w, -1, axis)
-  return w
+  """`matrix` `(a, 3)` applied along every spatial axis of `w` `(*window, C, C_out)`: `(a,) * d + (C, C_out)` (with
+  `G`: the kernel's transform; with `G^T` on a transformed kernel: its transpose). One product with the matrix's
+  Kronecker power `(a^d, 3^d)` over the flattened taps (one product per axis compiled 1.1-1.2x slower)."""
+  rank = w.ndim - 2
+  power = functools.reduce(np.kron, [np.asarray(matrix)] * rank)
+  taps = w.reshape(-1, *w.shape[-2:])
+  transformed = lax.dot_general(jnp.asarray(power, w.dtype), taps, (((1,), (0,)), ((), ())))
+  return transformed.reshape(*(len(matrix),) * rank, *w.shape[-2:])
 
 
 def _pad_to_tiles(a, counts, m, extra):
