@@ -25,6 +25,7 @@ import optax
 
 import funconv as fc
 import studies
+from funconv.train.loop import validation_size
 
 CLAIM = dict(
   source="Krizhevsky, Sutskever and Hinton 2012, ImageNet Classification with Deep Convolutional Neural Networks, "
@@ -58,7 +59,7 @@ def run(variant, data, config, augment):
   model = fc.models.small_cnn(data.num_classes, dropout=config["dropout"] if "dropout" in on else 0.0)
   kwargs = dict(augment=augment if "augmentation" in on else None, desc=variant)
   if "early stopping" in on:
-    n_val = int(round(len(data.x_train) * config["val_fraction"]))
+    n_val = validation_size(len(data.x_train), config["val_fraction"])
     order = np.random.default_rng(1).permutation(len(data.x_train))
     val, keep = order[:n_val], np.sort(order[n_val:])
     kwargs.update(val=(data.x_train[val], data.y_train[val]), patience=config["patience"])
@@ -162,7 +163,7 @@ def main(argv=None):
     f"{100 * spreads['test_accuracy']['none']['mean']:.2f}% (gap "
     f"{100 * spreads['gap']['none']['mean']:.2f} points); " + "; ".join(effect(n) for n in runs if n != "none")
   )
-  n_val = int(round(TRAIN_EXAMPLES * config["val_fraction"]))
+  n_val = validation_size(TRAIN_EXAMPLES, config["val_fraction"])
   kept = spreads["kept_step"]["early stopping"]
   verdict += (
     f". Early stopping kept the states of steps {kept['min']:.0f} to {kept['max']:.0f} (of "
