@@ -54,4 +54,4 @@ def col2im_in_place(parts, window, plan):
     at = (*start(i), 0)
     return lax.dynamic_update_slice(grid, lax.dynamic_slice(grid, at, part.shape) + part, at)
 
-  return lax.fori_loop(0, parts.shape[-2], add_tap, jnp.zeros((n, *plan.padded, channels), parts.dtype))
+  return lax.fori_loop(0, parts.shape[-2], add_tap, jnp.zeros_like(parts, shape=(n, *plan.padded, channels)))

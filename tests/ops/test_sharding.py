@@ -158,3 +158,18 @@ def test_only_the_batch_axis_may_be_sharded_in_an_explicit_type():
   x = jax.device_put(jnp.ones((4, 8, 8, 3)), NamedSharding(mesh, P(None, "data")))
   with jax.set_mesh(mesh), pytest.raises(ValueError, match="only the batch axis"):
     jax.jit(lambda x: fc.ops.conv(x, jnp.ones((3, 3, 3, 4))))(x)
+
+
+def test_shard_map_through_the_in_place_loops():
+  """The patch matrix and col2im filled in a loop (im2col at few channels: LeNet-5's 14x14x6 layer)
+  start from zeros that vary over the devices as the input does, under shard_map's default checks."""
+  x = jax.random.normal(jax.random.key(0), (32, 14, 14, 6))
+  w = jax.random.normal(jax.random.key(1), (5, 5, 6, 16))
+  mesh = jax.make_mesh((4,), ("data",))
+  loss = lambda x, w: jnp.mean(fc.ops.conv(x, w) ** 2)
+  local = lambda x, w: jax.grad(lambda x, w: jax.lax.pmean(loss(x, w), "data"), (0, 1))(x, w)
+  sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=(P("data"), P())))
+  got = sharded(jax.device_put(x, NamedSharding(mesh, P("data"))), w)
+  want = jax.jit(jax.grad(loss, (0, 1)))(x, w)
+  np.testing.assert_allclose(got[0], want[0], rtol=2e-4, atol=1e-7)
+  np.testing.assert_allclose(got[1], want[1], rtol=2e-4, atol=1e-6)
