@@ -2,12 +2,13 @@
 convolution primitives (`funconv.ops.primitives`); the algorithms are in `funconv.ops.algorithms`,
 chosen per call by `funconv.ops.plan`."""
 
+import jax
 import jax.numpy as jnp
 
-from funconv.ops import winograd
+from funconv.ops import phases, winograd
 from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
-from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
+from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec, phase_spec
 from funconv.ops.primitives import bind, conv_input_grad_p, conv_p
 from funconv.ops.shapes import (
   as_tuple,
@@ -60,6 +61,13 @@ def conv_spec(x3, w, strides, dilation, groups, pairs, fill="constant", algorith
     algorithm,
     precision,
   )
+
+
+def bind_conv(x3, w, spec: ConvSpec):
+  """`conv_p` of `x3` `(n, *spatial, C)` with `w` under `spec`; by phases (`funconv.ops.phases`) where
+  the plan says so for the backend JAX runs on by default."""
+  phase = phase_spec(spec, x3.shape[-1], x3.dtype, jax.default_backend())
+  return phases.conv(x3, w, spec, phase) if phase else bind(conv_p, x3, w, spec=spec)
 
 
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None, precision=None):
@@ -119,7 +127,7 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   pairs, fill, _ = resolve_window(x3.shape[1:-1], window, strides, padding, dilation, op)
   spec = conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision)
   _check_algorithm(spec, op)
-  y = bind(conv_p, x3, w, spec=spec)
+  y = bind_conv(x3, w, spec)
   return y.reshape(*batch, *y.shape[1:])
 
 

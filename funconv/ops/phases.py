@@ -1,0 +1,46 @@
+"""Dilated stride-1 convolutions as undilated ones over the input's phases (space-to-batch).
+
+A kernel dilated by `d` along an axis meets input elements `d` apart: the output at `o` reads
+`o, o + d, ..., o + d (K - 1)`, all congruent to `o` modulo `d`. So the padded input's `d` phases
+(`xp[r::d]`, per axis) are convolved separately with the undilated kernel, each giving the outputs of
+its phase (`y[r::d]`): `prod(d)` undilated convolutions, run as one over a batch `prod(d)` times
+larger, whose outputs are interleaved back into place. Their gradients are the undilated
+convolution's, through the same reshapes and transposes. The plan decides when
+(`funconv.ops.plan.phase_spec`): where the undilated convolution runs Winograd's algorithm, which
+needs dilation 1.
+"""
+
+import math
+
+from funconv.ops.padding import pad_spatial
+from funconv.ops.plan import ConvSpec
+from funconv.ops.primitives import bind, conv_p
+
+
+def space_to_batch(x, factors):
+  """`(n, *S, C)` with `S` divisible by `factors` -> `(n * prod(factors), *(S // factors), C)`, phase
+  `r` (row-major over the axes) of example `i` at `i * prod(factors) + r`."""
+  n, rank = x.shape[0], len(factors)
+  split = [v for s, f in zip(x.shape[1:-1], factors) for v in (s // f, f)]
+  order = (0, *range(2, 2 * rank + 1, 2), *range(1, 2 * rank, 2), 2 * rank + 1)
+  phases = x.reshape(n, *split, x.shape[-1]).transpose(order)
+  return phases.reshape(n * math.prod(factors), *split[::2], x.shape[-1])
+
+
+def batch_to_space(y, factors):
+  """`space_to_batch`'s inverse: `(n * prod(factors), *S, C)` -> `(n, *(S * factors), C)`."""
+  rank, sub = len(factors), y.shape[1:-1]
+  n = y.shape[0] // math.prod(factors)
+  order = (0, *(a for axis in range(rank) for a in (1 + rank + axis, 1 + axis)), 2 * rank + 1)
+  interleaved = y.reshape(n, *factors, *sub, y.shape[-1]).transpose(order)
+  return interleaved.reshape(n, *(s * f for s, f in zip(sub, factors)), y.shape[-1])
+
+
+def conv(x3, w, spec: ConvSpec, phase: ConvSpec):
+  """`conv_p` of `x3` `(n, *spatial, C)` under the dilated `spec`, computed as the undilated `phase`
+  (`plan.phase_spec(spec, ...)`) over `space_to_batch` of the padded input: `(n, *spec.out, C_out)`."""
+  dilation = spec.dilation
+  ends = [(lo, hi + p * d - full) for (lo, hi), p, d, full in zip(spec.pads, phase.in_spatial, dilation, spec.padded)]
+  y = bind(conv_p, space_to_batch(pad_spatial(x3, ends, spec.fill), dilation), w, spec=phase)
+  y = batch_to_space(y, dilation)
+  return y[(slice(None), *(slice(0, o) for o in spec.out), slice(None))]
