@@ -1,5 +1,6 @@
 """`conv` and `conv_transpose`: argument checks and shape rules, then one bind of funconv's
-convolution primitives (`funconv.ops.primitives`); the algorithms are in `funconv.ops.algorithms`,
+convolution primitives (`funconv.ops.primitives`; a dilated convolution's over its input's phases
+where the plan says so, `funconv.ops.phases`); the algorithms are in `funconv.ops.algorithms`,
 chosen per call by `funconv.ops.plan`."""
 
 import jax
@@ -74,7 +75,9 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   """N-d convolution (cross-correlation, as in deep learning) of channels-last `x` with kernel `w`.
 
   A JAX primitive (`funconv.ops.primitives.conv_p`): every transformation applies (`grad`, `jvp`,
-  `vmap` over `x`, `w` or both, `hessian`, `linearize`, `linear_transpose`, ...).
+  `vmap` over `x`, `w` or both, `hessian`, `linearize`, `linear_transpose`, ...). A stride-1
+  dilated convolution that the plan runs by phases binds it undilated on the input's phases,
+  rearranged by reshapes and transposes (`funconv.ops.phases`).
 
   Args:
     x: `(*batch, *spatial, C_in)`, any number (0 included) of leading batch axes; a floating
