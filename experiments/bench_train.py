@@ -67,6 +67,8 @@ def main():
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "bench_train.json"))
   apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
+  if args.compile_reps < 1:
+    parser.error("--compile-reps must be at least 1")
   reuse_host_memory = apply_host_memory(args)
   cases = {"LeNet-5 28x28x1": (models.lenet5(), (28, 28, 1)), "ResNet-20 32x32x3": (models.resnet20(), (32, 32, 3))}
   print(f"training step (forward, backward, Adam), batch {args.batch}, median of {args.reps} interleaved steps\n")

@@ -74,6 +74,8 @@ def patches(xp, window, plan):
   if covers_input(window, plan):
     return xp.reshape(n, -1)
   start, count, rank = tap_starts(window, plan), math.prod(window), len(window)
+  if count == 1:  # a 1x1 kernel: the patch matrix is the (strided) input itself
+    return rows(taps(xp, window, plan)[0])
   reach = tuple(s * (o - 1) + 1 for s, o in zip(plan.strides, plan.out))
 
   def put_tap(i, matrix):

@@ -10,8 +10,6 @@ convolution's, through the same reshapes and transposes. The plan decides when
 needs dilation 1.
 """
 
-import math
-
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import ConvSpec
 from funconv.ops.primitives import bind, conv_p
@@ -19,21 +17,27 @@ from funconv.ops.primitives import bind, conv_p
 
 def space_to_batch(x, factors):
   """`(n, *S, C)` with `S` divisible by `factors` -> `(n * prod(factors), *(S // factors), C)`, phase
-  `r` (row-major over the axes) of example `i` at `i * prod(factors) + r`."""
-  n, rank = x.shape[0], len(factors)
-  split = [v for s, f in zip(x.shape[1:-1], factors) for v in (s // f, f)]
-  order = (0, *range(2, 2 * rank + 1, 2), *range(1, 2 * rank, 2), 2 * rank + 1)
-  phases = x.reshape(n, *split, x.shape[-1]).transpose(order)
-  return phases.reshape(n * math.prod(factors), *split[::2], x.shape[-1])
+  `r` (row-major over the axes) of example `i` at `i * prod(factors) + r`. Each reshape splits or
+  merges one axis, as sharding types require of a batch-sharded array."""
+  rank, y = len(factors), x
+  for axis, f in enumerate(factors):
+    at = 1 + 2 * axis
+    y = y.reshape(*y.shape[:at], y.shape[at] // f, f, *y.shape[at + 1 :])
+  y = y.transpose(0, *range(2, 2 * rank + 1, 2), *range(1, 2 * rank, 2), 2 * rank + 1)
+  for _ in factors:
+    y = y.reshape(y.shape[0] * y.shape[1], *y.shape[2:])
+  return y
 
 
 def batch_to_space(y, factors):
   """`space_to_batch`'s inverse: `(n * prod(factors), *S, C)` -> `(n, *(S * factors), C)`."""
-  rank, sub = len(factors), y.shape[1:-1]
-  n = y.shape[0] // math.prod(factors)
-  order = (0, *(a for axis in range(rank) for a in (1 + rank + axis, 1 + axis)), 2 * rank + 1)
-  interleaved = y.reshape(n, *factors, *sub, y.shape[-1]).transpose(order)
-  return interleaved.reshape(n, *(s * f for s, f in zip(sub, factors)), y.shape[-1])
+  rank = len(factors)
+  for f in reversed(factors):
+    y = y.reshape(y.shape[0] // f, f, *y.shape[1:])
+  y = y.transpose(0, *(a for axis in range(rank) for a in (1 + rank + axis, 1 + axis)), 2 * rank + 1)
+  for axis in range(rank):
+    y = y.reshape(*y.shape[: 1 + axis], y.shape[1 + axis] * y.shape[2 + axis], *y.shape[3 + axis :])
+  return y
 
 
 def conv(x3, w, spec: ConvSpec, phase: ConvSpec):

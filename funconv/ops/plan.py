@@ -1,6 +1,7 @@
 """The plan of one convolution: which algorithm each pass runs and over how many examples at a time.
 
-`make_plan` is the one place these are decided, from the shapes of the forward convolution (its
+`make_plan` is the one place these are decided (and `phase_spec` whether a dilated convolution
+runs undilated over its input's phases, `funconv.ops.phases`), from the shapes of the forward convolution (its
 `ConvSpec` plus batch, channels and dtype); the forward, input-gradient and kernel-gradient kernels
 (`funconv.ops.algorithms`) each read their part. The thresholds are measurements
 (experiments/bench_conv.py and bench_train.py; docs/convolution.md).
@@ -143,9 +144,13 @@ def phase_spec(spec: ConvSpec, channels, dtype, backend) -> ConvSpec | None:
   phase's `ConvSpec` (each padded axis `P` rounded up to a multiple of its dilation `D` and split
   into `P / D` elements, no padding, no dilation). Otherwise None.
 
-  Measured (`experiments/bench_conv.py` row 10, 64x32x32x32, 3x3 dilated by 2): by phases 1.4x
-  native forward and 1.6x forward+backward, against 1.2x and 0.8-1.3x dilated. By phases into
-  hybrid (16 channels) or in 1-D it ran 0.7-1.2x the dilated convolution: not chosen there.
+  Decided when `conv` binds the primitive, for `jax.default_backend()` (the other choices are made
+  at lowering, for the backend lowered for): a convolution jitted for the CPU on a machine whose
+  default backend is a GPU keeps its dilation. Measured on 2 cores (`experiments/bench_conv.py`
+  row 10, 64x32x32x32, 3x3 dilated by 2): 1.54x native forward+backward and 1.12x forward, against
+  0.77x and 1.25x dilated in the run before (alone, interleaved: 27.8 ms against 35.5 dilated and
+  45.1 native; forward 11.7, 12.7, 13.9). By phases into hybrid (16 channels) or in 1-D it ran
+  0.7-1.2x the dilated convolution: not chosen there.
   """
   if spec.algorithm is not None or len(spec.window) < 2:
     return None
