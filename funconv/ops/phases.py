@@ -44,7 +44,8 @@ def conv(x3, w, spec: ConvSpec, phase: ConvSpec):
   """`conv_p` of `x3` `(n, *spatial, C)` under the dilated `spec`, computed as the undilated `phase`
   (`plan.phase_spec(spec, ...)`) over `space_to_batch` of the padded input: `(n, *spec.out, C_out)`."""
   dilation = spec.dilation
-  ends = [(lo, hi + p * d - full) for (lo, hi), p, d, full in zip(spec.pads, phase.in_spatial, dilation, spec.padded)]
+  # The high pads grow by what rounds each padded axis up to a multiple of its dilation.
+  ends = [(lo, hi + n * d - p) for (lo, hi), n, d, p in zip(spec.pads, phase.in_spatial, dilation, spec.padded)]
   y = bind(conv_p, space_to_batch(pad_spatial(x3, ends, spec.fill), dilation), w, spec=phase)
   y = batch_to_space(y, dilation)
   return y[(slice(None), *(slice(0, o) for o in spec.out), slice(None))]

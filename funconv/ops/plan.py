@@ -158,9 +158,7 @@ def phase_spec(spec: ConvSpec, channels, dtype, backend) -> ConvSpec | None:
     return None
   rank = len(spec.window)
   in_spatial = tuple(-(-p // d) for p, d in zip(spec.padded, spec.dilation))
-  phase = ConvSpec(
-    in_spatial, spec.window, spec.strides, (1,) * rank, spec.groups, ((0, 0),) * rank, "constant", None, spec.precision
-  )
+  phase = spec._replace(in_spatial=in_spatial, dilation=(1,) * rank, pads=((0, 0),) * rank, fill="constant")
   return phase if choose_forward(phase._replace(backend=backend), channels, dtype) == "winograd" else None
 
 
