@@ -78,7 +78,11 @@ def _results_per_device(impl, per_example_out, axes):
 
 
 def _auto_partitioned(impl, per_example, per_example_out):
-  """`impl(*args, spec)` as a `custom_partitioning` parallel over the batch (Auto meshes)."""
+  """`impl(*args, spec)` as a `custom_partitioning` parallel over the batch (Auto meshes).
+
+  `custom_partitioning` traces its body once at the global shapes and refuses any array constant in
+  it (a kernel's constant matrix): that trace's constants become operands of their own, replicated,
+  which each device's body (traced again at its local shapes) does not need."""
 
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
@@ -89,30 +93,45 @@ def _auto_partitioned(impl, per_example, per_example_out):
       axes = None
     named = lambda batched: NamedSharding(mesh, P(axes if batched else None))
     outs = [named(batched) for batched in per_example_out]
-    return axes, [named(batched) for batched in per_example], outs if len(outs) > 1 else outs[0]
+    args = [named(batched) for batched in per_example] + [named(False)] * (len(arg_shapes) - len(per_example))
+    return axes, args, outs if len(outs) > 1 else outs[0]
 
   def partition(spec, mesh, arg_shapes, result_shape):
     axes, arg_shardings, out_shardings = shardings(mesh, arg_shapes, result_shape)
     local = _results_per_device(impl, per_example_out, axes)
-    return mesh, lambda *args: local(*args, spec=spec), out_shardings, tuple(arg_shardings)
+    return mesh, lambda *args: local(*args[: len(per_example)], spec=spec), out_shardings, tuple(arg_shardings)
 
   def rule(spec, mesh, operand_types, result_types):
     """Einsum-like: the batch factor `b` shared by the per-example tensors, every other axis
     a factor of its own that stays replicated."""
-    tensors, rank = [*per_example, *per_example_out], len(spec.window) + 2
-    names = [["b"] * batched + [f"t{i}_{d}" for d in range(batched, rank)] for i, batched in enumerate(tensors)]
+    tensors = [*per_example, *[False] * (len(operand_types) - len(per_example)), *per_example_out]
+    ranks = [len(t.shape) for t in [*operand_types, *result_types]]
+    names = [
+      ["b"] * batched + [f"t{i}_{d}" for d in range(batched, rank)]
+      for i, (batched, rank) in enumerate(zip(tensors, ranks))
+    ]
     text = lambda group: ", ".join(" ".join(n) for n in group)
     extra = [f for n in names for f in n if f != "b"]
     reductions = ("b",) if any(per_example) and not any(per_example_out) else ()
-    return f"{text(names[: len(per_example)])} -> {text(names[len(per_example) :])}", dict(
+    return f"{text(names[: len(operand_types)])} -> {text(names[len(operand_types) :])}", dict(
       reduction_factors=reductions, need_replication_factors=tuple(extra)
     )
 
-  partitioned = custom_partitioning(lambda spec, *args: impl(*args, spec), static_argnums=(0,))
-  partitioned.def_partition(
-    partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2], sharding_rule=rule
-  )
-  return partitioned
+  def call(spec, *args):
+    closed = jax.make_jaxpr(lambda *a: impl(*a, spec))(*args)
+    count = len(args)
+
+    def body(spec, *operands):
+      out = jax.core.eval_jaxpr(closed.jaxpr, operands[count:], *operands[:count])
+      return out if len(per_example_out) > 1 else out[0]
+
+    partitioned = custom_partitioning(body, static_argnums=(0,))
+    partitioned.def_partition(
+      partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2], sharding_rule=rule
+    )
+    return partitioned(spec, *args, *closed.consts)
+
+  return call
 
 
 def _primitive(name, impl, shape_rule, per_example, per_example_out):

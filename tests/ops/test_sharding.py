@@ -61,8 +61,10 @@ def test_convolution_and_its_gradients_stay_on_their_shards(kind):
     lambda x, w: jax.jvp(lambda x, w: fc.ops.conv_transpose(x, w, (2, 2), "SAME"), (x, w), (x, w))[1], (x, w), 0, mesh
   )
   assert ty.sharding.spec[0] == "data"
-  # A dilated convolution that runs by phases: its batch, split into phases and back, stays sharded.
-  # (Winograd's F(4, 3): float32 errors about 10x the direct sum's, summed in another order per device.)
+  # A dilated convolution that runs by phases: its batch, split into phases and back, stays sharded;
+  # the phases run Winograd's F(4, 3), whose transform matrices are array constants (on an Auto mesh,
+  # operands of the partitioned call). Its float32 errors are about 10x the direct sum's, summed in
+  # another order per device.
   x32, w32 = jax.random.normal(jax.random.key(2), (16, 16, 16, 32)), jax.random.normal(jax.random.key(3), (3, 3, 32, 8))
   dilated = lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2)
   assert phase_spec(conv_spec(x32, w32, (1, 1), (2, 2), 1, ((2, 2),) * 2), 32, x32.dtype, "cpu")
