@@ -1,15 +1,13 @@
 """`conv` and `conv_transpose`: argument checks and shape rules, then one bind of funconv's
-convolution primitives (`funconv.ops.primitives`; a dilated convolution's over its input's phases
-where the plan says so, `funconv.ops.phases`); the algorithms are in `funconv.ops.algorithms`,
+convolution primitives (`funconv.ops.primitives`); the algorithms are in `funconv.ops.algorithms`,
 chosen per call by `funconv.ops.plan`."""
 
-import jax
 import jax.numpy as jnp
 
-from funconv.ops import phases, winograd
+from funconv.ops import winograd
 from funconv.ops.algorithms import flipped_kernel
 from funconv.ops.padding import pad_spatial
-from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec, phase_spec
+from funconv.ops.plan import FORWARD_ALGORITHMS, ConvSpec
 from funconv.ops.primitives import bind, conv_input_grad_p, conv_p
 from funconv.ops.shapes import (
   as_tuple,
@@ -64,20 +62,13 @@ def conv_spec(x3, w, strides, dilation, groups, pairs, fill="constant", algorith
   )
 
 
-def bind_conv(x3, w, spec: ConvSpec):
-  """`conv_p` of `x3` `(n, *spatial, C)` with `w` under `spec`; by phases (`funconv.ops.phases`) where
-  the plan says so for the backend JAX runs on by default."""
-  phase = phase_spec(spec, x3.shape[-1], x3.dtype, jax.default_backend())
-  return phases.conv(x3, w, spec, phase) if phase else bind(conv_p, x3, w, spec=spec)
-
-
 def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *, algorithm=None, precision=None):
   """N-d convolution (cross-correlation, as in deep learning) of channels-last `x` with kernel `w`.
 
   A JAX primitive (`funconv.ops.primitives.conv_p`): every transformation applies (`grad`, `jvp`,
   `vmap` over `x`, `w` or both, `hessian`, `linearize`, `linear_transpose`, ...). A stride-1
-  dilated convolution that the plan runs by phases binds it undilated on the input's phases,
-  rearranged by reshapes and transposes (`funconv.ops.phases`).
+  dilated convolution that the plan runs by phases lowers to the undilated convolution of the
+  input's phases, rearranged by reshapes and transposes (`funconv.ops.phases`).
 
   Args:
     x: `(*batch, *spatial, C_in)`, any number (0 included) of leading batch axes; a floating
@@ -130,7 +121,7 @@ def conv(x, w, strides=None, padding="VALID", dilation=None, groups: int = 1, *,
   pairs, fill, _ = resolve_window(x3.shape[1:-1], window, strides, padding, dilation, op)
   spec = conv_spec(x3, w, strides, dilation, groups, pairs, fill, algorithm, precision)
   _check_algorithm(spec, op)
-  y = bind_conv(x3, w, spec)
+  y = bind(conv_p, x3, w, spec=spec)
   return y.reshape(*batch, *y.shape[1:])
 
 

@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from funconv.ops.conv import bind_conv, conv_spec
+from funconv.ops.conv import conv_spec
 from funconv.ops.padding import pad_spatial
+from funconv.ops.primitives import bind, conv_p
 from funconv.ops.shapes import as_tuple, check_groups, check_inexact, dilate_size
 
 
@@ -112,7 +113,7 @@ def conv_general_dilated(
     x = jnp.moveaxis(x, 0, -2).reshape(*x.shape[1:-1], batch_group_count * x.shape[-1])
     groups = batch_group_count
   check_groups(x.shape[-1], w.shape[-1], groups, op, f" (lhs.shape={lhs.shape}, rhs.shape={rhs.shape})", w.shape[-2])
-  y = bind_conv(x, w, conv_spec(x, w, strides, rhs_dilation, groups, pairs, precision=precision))
+  y = bind(conv_p, x, w, spec=conv_spec(x, w, strides, rhs_dilation, groups, pairs, precision=precision))
   logical = (0, rank + 1, *range(1, rank + 1))  # y's axis holding each of (batch, feature, spatial...)
   perm = [0] * y.ndim
   for j, axis in enumerate(dn.out_spec):

@@ -6,13 +6,12 @@ A kernel dilated by `d` along an axis meets input elements `d` apart: the output
 its phase (`y[r::d]`): `prod(d)` undilated convolutions, run as one over a batch `prod(d)` times
 larger, whose outputs are interleaved back into place. Their gradients are the undilated
 convolution's, through the same reshapes and transposes. The plan decides when
-(`funconv.ops.plan.phase_spec`): where the undilated convolution runs Winograd's algorithm, which
-needs dilation 1.
+(`funconv.ops.plan.phase_spec`, at lowering, for the backend lowered for): where the undilated
+convolution runs Winograd's algorithm, which needs dilation 1.
 """
 
 from funconv.ops.padding import pad_spatial
 from funconv.ops.plan import ConvSpec
-from funconv.ops.primitives import bind, conv_p
 
 
 def space_to_batch(x, factors):
@@ -40,12 +39,13 @@ def batch_to_space(y, factors):
   return y
 
 
-def conv(x3, w, spec: ConvSpec, phase: ConvSpec):
-  """`conv_p` of `x3` `(n, *spatial, C)` under the dilated `spec`, computed as the undilated `phase`
-  (`plan.phase_spec(spec, ...)`) over `space_to_batch` of the padded input: `(n, *spec.out, C_out)`."""
+def conv(x3, w, spec: ConvSpec, phase: ConvSpec, undilated):
+  """The convolution of `x3` `(n, *spatial, C)` with `w` under the dilated `spec`, computed as
+  `undilated(phases, w)`, the convolution under `phase` (`plan.phase_spec(spec, ...)`), of
+  `space_to_batch` of the padded input: `(n, *spec.out, C_out)`."""
   dilation = spec.dilation
   # The high pads grow by what rounds each padded axis up to a multiple of its dilation.
   ends = [(lo, hi + n * d - p) for (lo, hi), n, d, p in zip(spec.pads, phase.in_spatial, dilation, spec.padded)]
-  y = bind(conv_p, space_to_batch(pad_spatial(x3, ends, spec.fill), dilation), w, spec=phase)
+  y = undilated(space_to_batch(pad_spatial(x3, ends, spec.fill), dilation), w)
   y = batch_to_space(y, dilation)
   return y[(slice(None), *(slice(0, o) for o in spec.out), slice(None))]

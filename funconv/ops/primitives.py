@@ -30,7 +30,8 @@ from jax._src import dispatch
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from funconv.ops import algorithms
+from funconv.ops import algorithms, phases
+from funconv.ops.plan import phase_spec
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,11 +135,12 @@ def _auto_partitioned(impl, per_example, per_example_out):
   return call
 
 
-def _primitive(name, impl, shape_rule, per_example, per_example_out):
+def _primitive(name, impl, shape_rule, per_example, per_example_out, by_phases):
   """A primitive of arrays and one static `spec`: `shape_rule(*shapes, spec)` gives its output
   shapes (a list, one per entry of `per_example_out`), in the first operand's dtype; it lowers to
-  `impl(*arrays, spec)`. `per_example` / `per_example_out` say which operands and results have a
-  leading batch axis."""
+  `impl(*arrays, spec)`, or to `by_phases(spec, phase, *arrays)` where the plan runs the
+  convolution by phases on the backend lowered for (`_phase`). `per_example` / `per_example_out`
+  say which operands and results have a leading batch axis."""
   prim = Primitive(name)
   multiple_results = prim.multiple_results = len(per_example_out) > 1
 
@@ -185,9 +187,13 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
   def lowering(ctx, *args, spec):
     several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1  # else nothing to partition
     spec = spec._replace(backend=ctx.module_context.platforms[0])  # the plan may differ per backend
-    return mlir.lower_fun(
-      functools.partial(lowered, spec=spec, several_devices=several), multiple_results=multiple_results
-    )(ctx, *args)
+    phase = _phase(name, spec, ctx.avals_in)
+    fn = (
+      functools.partial(by_phases, spec, phase)
+      if phase
+      else functools.partial(lowered, spec=spec, several_devices=several)
+    )
+    return mlir.lower_fun(fn, multiple_results=multiple_results)(ctx, *args)
 
   mlir.register_lowering(prim, lowering)
   # The nested custom_partitioning needs the device assignment while lowering, which JAX provides
@@ -196,19 +202,63 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out):
   return prim
 
 
-def _bilinear(name, impls, shape_rule, per_example):
+def _bilinear(name, impls, shape_rule, per_example, by_phases):
   """`B(a, b)`, its tangent `B(ta, b) + B(a, tb)` and its transposes `(A(ct, b), B'(a, ct))`, as
   three primitives lowered to `impls` (the last two each one scan over the batch). `per_example`
-  says which of `(a, b, B(a, b))` have a leading batch axis."""
+  says which of `(a, b, B(a, b))` have a leading batch axis. Where the plan runs the convolution
+  by phases, `B` lowers to `by_phases(spec, phase)(a, b)` and the other two to its derivatives."""
   impl, tangent_impl, cotangents_impl = impls
   a, b, out = per_example
+
+  def tangent(spec, phase, a, b, ta, tb):
+    return jax.jvp(by_phases(spec, phase), (a, b), (ta, tb))[1]
+
+  def cotangents(spec, phase, a, b, ct):
+    return list(jax.vjp(by_phases(spec, phase), a, b)[1](ct))
+
   return (
-    _primitive(name, impl, shape_rule, (a, b), (out,)),
+    _primitive(name, impl, shape_rule, (a, b), (out,), lambda spec, phase, a, b: by_phases(spec, phase)(a, b)),
     _primitive(
-      f"{name}_tangent", tangent_impl, lambda a, b, ta, tb, spec: shape_rule(a, b, spec), (a, b, a, b), (out,)
+      f"{name}_tangent",
+      tangent_impl,
+      lambda a, b, ta, tb, spec: shape_rule(a, b, spec),
+      (a, b, a, b),
+      (out,),
+      tangent,
     ),
-    _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b)),
+    _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b), cotangents),
   )
+
+
+# A dilated convolution run by phases (`funconv.ops.phases`, decided by `plan.phase_spec` for the
+# backend lowered for) lowers to the undilated primitives bound on the input's phases: the three
+# bilinear functions below, and JAX's derivatives of them for the tangent and cotangents.
+
+
+def _phase(name, spec, avals):
+  """The phase `ConvSpec` if the plan runs the convolution of primitive `name`'s `spec` by phases."""
+  channels = avals[1].shape[-2] * spec.groups if name.startswith("funconv_conv_input_grad") else avals[0].shape[-1]
+  return phase_spec(spec, channels, avals[0].dtype, spec.backend)
+
+
+def _conv_by_phases(spec, phase):
+  return lambda x, w: phases.conv(x, w, spec, phase, lambda x_phases, w: bind(conv_p, x_phases, w, spec=phase))
+
+
+def _input_grad_by_phases(spec, phase):
+  def input_grad(g, w):
+    x = jnp.zeros_like(g, shape=(g.shape[0], *spec.in_spatial, w.shape[-2] * spec.groups))
+    return jax.vjp(lambda x: _conv_by_phases(spec, phase)(x, w), x)[1](g)[0]
+
+  return input_grad
+
+
+def _kernel_grad_by_phases(spec, phase):
+  def kernel_grad(x, g):
+    w = jnp.zeros((*spec.window, x.shape[-1] // spec.groups, g.shape[-1]), x.dtype)
+    return jax.vjp(lambda w: _conv_by_phases(spec, phase)(x, w), w)[1](g)[0]
+
+  return kernel_grad
 
 
 conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
@@ -216,18 +266,21 @@ conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
   (algorithms.conv, algorithms.conv_tangent, algorithms.conv_cotangents),
   lambda x, w, spec: (x[0], *spec.out, w[-1]),
   (True, False, True),
+  _conv_by_phases,
 )
 conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
   "funconv_conv_input_grad",
   (algorithms.input_grad_of_conv, algorithms.input_grad_tangent, algorithms.input_grad_cotangents),
   lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups),
   (True, False, True),
+  _input_grad_by_phases,
 )
 conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
   "funconv_conv_kernel_grad",
   (algorithms.kernel_grad_of_conv, algorithms.kernel_grad_tangent, algorithms.kernel_grad_cotangents),
   lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]),
   (True, True, False),
+  _kernel_grad_by_phases,
 )
 
 

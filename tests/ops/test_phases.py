@@ -12,7 +12,9 @@ from jax.test_util import check_grads
 
 import funconv as fc
 from funconv.ops import phases, plan
-from tests.oracle import native_conv
+from funconv.ops.conv import conv_spec
+from funconv.ops.shapes import as_tuple, resolve_window
+from tests.oracle import native_conv, native_conv_transpose
 from tests.ops.test_conv import assert_close_with_grads
 
 PADDINGS = ["VALID", "SAME", "CIRCULAR", "REFLECT", "pairs"]
@@ -20,11 +22,13 @@ PADDINGS = ["VALID", "SAME", "CIRCULAR", "REFLECT", "pairs"]
 ON_CPU = jax.default_backend() == "cpu"
 
 
-def bound_spec(x, w, **kwargs):
-  """The `ConvSpec` that `fc.ops.conv` binds for these arguments (the only `funconv_conv` equation)."""
-  jaxpr = jax.make_jaxpr(lambda x, w: fc.ops.conv(x, w, **kwargs))(x, w)
-  (spec,) = [eqn.params["spec"] for eqn in jaxpr.eqns if eqn.primitive.name == "funconv_conv"]
-  return spec
+def phase_of(x, w, padding="SAME", strides=1, dilation=2, algorithm=None, backend="cpu"):
+  """The plan's phase `ConvSpec` for `fc.ops.conv(x, w, ...)` lowered for `backend`, or None."""
+  rank = w.ndim - 2
+  strides, dilation = as_tuple(strides, rank, "strides", "test"), as_tuple(dilation, rank, "dilation", "test")
+  pairs, fill, _ = resolve_window(x.shape[1:-1], w.shape[:-2], strides, padding, dilation, "test")
+  spec = conv_spec(x, w, strides, dilation, 1, pairs, fill, algorithm)
+  return plan.phase_spec(spec, x.shape[-1], x.dtype, backend)
 
 
 def test_space_to_batch_puts_each_phase_in_its_own_example_and_back():
@@ -35,18 +39,28 @@ def test_space_to_batch_puts_each_phase_in_its_own_example_and_back():
   np.testing.assert_array_equal(phases.batch_to_space(phased, (2, 3)), x)
 
 
-@pytest.mark.skipif(not ON_CPU, reason="the plan chooses phases (and Winograd) on the CPU")
 def test_the_plan_runs_dilated_convolutions_by_phases_where_winograd_then_applies():
   x, w = jnp.zeros((4, 32, 32, 32)), jnp.zeros((3, 3, 32, 32))
-  spec = bound_spec(x, w, padding="SAME", dilation=2)
-  assert (spec.in_spatial, spec.dilation, spec.pads) == ((18, 18), (1, 1), ((0, 0), (0, 0)))
-  assert plan.make_plan(spec, 16, 32, 32, jnp.float32).forward == "winograd"
+  phase = phase_of(x, w)
+  assert (phase.in_spatial, phase.dilation, phase.pads) == ((18, 18), (1, 1), ((0, 0), (0, 0)))
+  assert plan.make_plan(phase, 16, 32, 32, jnp.float32).forward == "winograd"
   # Not where the undilated convolution would not run Winograd, nor when the caller names an algorithm.
-  for kwargs in [dict(strides=2), dict(algorithm="hybrid")]:
-    assert bound_spec(x, w, padding="SAME", dilation=2, **kwargs).dilation == (2, 2)
-  assert bound_spec(x[..., :16], w[:, :, :16], padding="SAME", dilation=2).dilation == (2, 2)
-  assert bound_spec(jnp.zeros((4, 64, 32)), jnp.zeros((3, 32, 32)), padding="SAME", dilation=2).dilation == (2,)
-  assert bound_spec(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), dilation=2).dilation == (2, 2)
+  assert phase_of(x, w, strides=2) is None and phase_of(x, w, algorithm="hybrid") is None
+  assert phase_of(x[..., :16], w[:, :, :16]) is None and phase_of(x, w, backend="cuda") is None
+  assert phase_of(jnp.zeros((4, 64, 32)), jnp.zeros((3, 32, 32))) is None
+  assert phase_of(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), padding="VALID") is None
+
+
+def test_phases_are_decided_for_the_backend_lowered_for():
+  # The 16 phases of 4 examples, 18x18 each, are in the CPU's program and not in a GPU's, whatever
+  # the default backend of the machine that lowers it.
+  x, w = jnp.zeros((4, 32, 32, 32)), jnp.zeros((3, 3, 32, 32))
+  traced = jax.jit(lambda x, w: jax.grad(lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2).sum())(x, w)).trace(
+    x, w
+  )
+  phased = "tensor<16x18x18x32xf32>"
+  assert phased in traced.lower(lowering_platforms=("cpu",)).as_text()
+  assert phased not in traced.lower(lowering_platforms=("cuda",)).as_text()
 
 
 @st.composite
@@ -80,7 +94,7 @@ def test_phases_match_native_forward_and_gradients(cfg):
   x = rng.standard_normal((cfg["batch"], *cfg["spatial"], channels), np.float32)
   w = rng.standard_normal((*(3,) * cfg["rank"], channels, cfg["c_out"]), np.float32)
   kwargs = dict(padding=cfg["padding"], dilation=cfg["dilation"])
-  assert bound_spec(x, w, **kwargs).dilation == (1,) * cfg["rank"] or not ON_CPU
+  assert phase_of(x, w, **kwargs) or not ON_CPU  # this run goes by phases
   assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, **kwargs), lambda x, w: native_conv(x, w, **kwargs), x, w, rng)
 
 
@@ -90,9 +104,30 @@ def test_check_grads_second_order_and_vmap(padding):
     x = jax.random.normal(jax.random.key(0), (2, 10, 12, 32), jnp.float64)
     w = jax.random.normal(jax.random.key(1), (3, 3, 32, 2), jnp.float64) / 10
     conv = lambda x, w: fc.ops.conv(x, w, padding=padding, dilation=(2, 3))
-    assert bound_spec(x, w, padding=padding, dilation=(2, 3)).dilation == (1, 1) or not ON_CPU
+    assert phase_of(x, w, padding=padding, dilation=(2, 3)) or not ON_CPU
     check_grads(conv, (x, w), order=2, modes=("fwd", "rev"))
     np.testing.assert_allclose(jax.vmap(conv, (0, None))(x[:, None], w)[:, 0], conv(x, w), rtol=1e-12, atol=1e-12)
     kernels = jnp.stack([w, 2 * w])
     np.testing.assert_allclose(jax.vmap(conv, (None, 0))(x, kernels)[1], 2 * conv(x, w), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv(x, w), native_conv(x, w, padding=padding, dilation=(2, 3)), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_a_dilated_transposed_convolution_goes_by_phases_too(padding):
+  # conv_transpose binds the input gradient of a dilated convolution, which lowers by phases as well.
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 12, 12, 3), np.float32)
+  w = rng.standard_normal((3, 3, 3, 32), np.float32)
+  spec = next(
+    eqn.params["spec"]
+    for eqn in jax.make_jaxpr(lambda x, w: fc.ops.conv_transpose(x, w, 1, padding, 2))(x, w).eqns
+    if eqn.primitive.name == "funconv_conv_input_grad"
+  )
+  assert plan.phase_spec(spec, 32, x.dtype, "cpu")  # the convolution it transposes maps 32 channels to 3
+  assert_close_with_grads(
+    lambda x, w: fc.ops.conv_transpose(x, w, 1, padding, 2),
+    lambda x, w: native_conv_transpose(x, w, (1, 1), padding, (2, 2)),
+    x,
+    w,
+    rng,
+  )
