@@ -138,9 +138,9 @@ def choose_forward(spec: ConvSpec, channels, dtype):
   return "products" if math.prod(padded) * channels >= PRODUCTS_FROM_ELEMENTS else "im2col"
 
 
-def phase_spec(spec: ConvSpec, channels, dtype, backend) -> ConvSpec | None:
+def phase_spec(spec: ConvSpec, channels, dtype) -> ConvSpec | None:
   """For a stride-1 dilated convolution of 2 or more spatial axes whose undilated convolution over
-  one phase of the input (`funconv.ops.phases`) would run Winograd's algorithm on `backend`: that
+  one phase of the input (`funconv.ops.phases`) would run Winograd's algorithm on `spec.backend`: that
   phase's `ConvSpec` (each padded axis `P` rounded up to a multiple of its dilation `D` and split
   into `P / D` elements, no padding, no dilation). Otherwise None.
 
@@ -159,7 +159,7 @@ def phase_spec(spec: ConvSpec, channels, dtype, backend) -> ConvSpec | None:
   rank = len(spec.window)
   in_spatial = tuple(-(-p // d) for p, d in zip(spec.padded, spec.dilation))
   phase = spec._replace(in_spatial=in_spatial, dilation=(1,) * rank, pads=((0, 0),) * rank, fill="constant")
-  return phase if choose_forward(phase._replace(backend=backend), channels, dtype) == "winograd" else None
+  return phase if choose_forward(phase, channels, dtype) == "winograd" else None
 
 
 def _input_grad_algorithm(spec: ConvSpec, chosen, channels):

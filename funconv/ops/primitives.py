@@ -12,10 +12,11 @@ cotangents `(A(ct, b), B'(a, ct))` (the tangent's transpose: both gradients of a
 So grad, grad of grad, jvp of grad and `jax.hessian` stay on funconv's algorithms. All take one
 static `spec` (`plan.ConvSpec`, the forward convolution's geometry) and lower to
 `funconv.ops.algorithms` through `mlir.lower_fun`: pads, slices, reshapes and dot_generals, never
-a native convolution. The bilinear primitives' batching rules fold a vmapped axis into the batch
-(input or cotangent only), into the output channels (kernel only), or into feature groups (both:
-per-example kernel gradients, model ensembles); the fused ones batch and differentiate as the
-bilinear primitives they are made of.
+a native convolution (a dilated convolution that the plan runs by phases lowers to the undilated
+primitives on its input's phases, `funconv.ops.phases`). The bilinear primitives' batching rules
+fold a vmapped axis into the batch (input or cotangent only), into the output channels (kernel
+only), or into feature groups (both: per-example kernel gradients, model ensembles); the fused
+ones batch and differentiate as the bilinear primitives they are made of.
 """
 
 import functools
@@ -135,12 +136,13 @@ def _auto_partitioned(impl, per_example, per_example_out):
   return call
 
 
-def _primitive(name, impl, shape_rule, per_example, per_example_out, by_phases):
+def _primitive(name, impl, shape_rule, per_example, per_example_out, lower_by_phases, channels):
   """A primitive of arrays and one static `spec`: `shape_rule(*shapes, spec)` gives its output
   shapes (a list, one per entry of `per_example_out`), in the first operand's dtype; it lowers to
-  `impl(*arrays, spec)`, or to `by_phases(spec, phase, *arrays)` where the plan runs the
-  convolution by phases on the backend lowered for (`_phase`). `per_example` / `per_example_out`
-  say which operands and results have a leading batch axis."""
+  `impl(*arrays, spec)`, or to `lower_by_phases(spec, phase, *arrays)` where the plan runs the
+  convolution by phases on the backend lowered for (`plan.phase_spec`, given the input channels of
+  the forward convolution, `channels(*shapes, spec)`). `per_example` / `per_example_out` say which
+  operands and results have a leading batch axis."""
   prim = Primitive(name)
   multiple_results = prim.multiple_results = len(per_example_out) > 1
 
@@ -187,9 +189,10 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out, by_phases):
   def lowering(ctx, *args, spec):
     several = getattr(ctx.module_context.axis_context, "num_devices", 2) > 1  # else nothing to partition
     spec = spec._replace(backend=ctx.module_context.platforms[0])  # the plan may differ per backend
-    phase = _phase(name, spec, ctx.avals_in)
+    avals = ctx.avals_in
+    phase = phase_spec(spec, channels(*(a.shape for a in avals), spec), avals[0].dtype)
     fn = (
-      functools.partial(by_phases, spec, phase)
+      functools.partial(lower_by_phases, spec, phase)
       if phase
       else functools.partial(lowered, spec=spec, several_devices=several)
     )
@@ -202,11 +205,12 @@ def _primitive(name, impl, shape_rule, per_example, per_example_out, by_phases):
   return prim
 
 
-def _bilinear(name, impls, shape_rule, per_example, by_phases):
+def _bilinear(name, impls, shape_rule, per_example, by_phases, channels):
   """`B(a, b)`, its tangent `B(ta, b) + B(a, tb)` and its transposes `(A(ct, b), B'(a, ct))`, as
   three primitives lowered to `impls` (the last two each one scan over the batch). `per_example`
-  says which of `(a, b, B(a, b))` have a leading batch axis. Where the plan runs the convolution
-  by phases, `B` lowers to `by_phases(spec, phase)(a, b)` and the other two to its derivatives."""
+  says which of `(a, b, B(a, b))` have a leading batch axis; `channels(a, b, spec)` (shapes) is
+  the forward convolution's input channels. Where the plan runs the convolution by phases, `B`
+  lowers to `by_phases(spec, phase)(a, b)` and the other two to its derivatives."""
   impl, tangent_impl, cotangents_impl = impls
   a, b, out = per_example
 
@@ -216,8 +220,12 @@ def _bilinear(name, impls, shape_rule, per_example, by_phases):
   def cotangents(spec, phase, a, b, ct):
     return list(jax.vjp(by_phases(spec, phase), a, b)[1](ct))
 
+  def bilinear(spec, phase, a, b):
+    return by_phases(spec, phase)(a, b)
+
+  first_two = lambda a, b, *rest: channels(a, b, rest[-1])
   return (
-    _primitive(name, impl, shape_rule, (a, b), (out,), lambda spec, phase, a, b: by_phases(spec, phase)(a, b)),
+    _primitive(name, impl, shape_rule, (a, b), (out,), bilinear, first_two),
     _primitive(
       f"{name}_tangent",
       tangent_impl,
@@ -225,29 +233,38 @@ def _bilinear(name, impls, shape_rule, per_example, by_phases):
       (a, b, a, b),
       (out,),
       tangent,
+      first_two,
     ),
-    _primitive(f"{name}_cotangents", cotangents_impl, lambda a, b, ct, spec: [a, b], (a, b, out), (a, b), cotangents),
+    _primitive(
+      f"{name}_cotangents",
+      cotangents_impl,
+      lambda a, b, ct, spec: [a, b],
+      (a, b, out),
+      (a, b),
+      cotangents,
+      first_two,
+    ),
   )
 
 
 # A dilated convolution run by phases (`funconv.ops.phases`, decided by `plan.phase_spec` for the
 # backend lowered for) lowers to the undilated primitives bound on the input's phases: the three
-# bilinear functions below, and JAX's derivatives of them for the tangent and cotangents.
-
-
-def _phase(name, spec, avals):
-  """The phase `ConvSpec` if the plan runs the convolution of primitive `name`'s `spec` by phases."""
-  channels = avals[1].shape[-2] * spec.groups if name.startswith("funconv_conv_input_grad") else avals[0].shape[-1]
-  return phase_spec(spec, channels, avals[0].dtype, spec.backend)
+# bilinear functions below, and JAX's derivatives of them for the tangent and cotangents. The
+# transposes are vjps at a zero primal point (the unused primal convolution is dead code to XLA),
+# whose zeros vary over the devices as the other operand does, keep its sharding where they share
+# its shape, and so need no cast that would sum a per-device gradient over the devices.
 
 
 def _conv_by_phases(spec, phase):
-  return lambda x, w: phases.conv(x, w, spec, phase, lambda x_phases, w: bind(conv_p, x_phases, w, spec=phase))
+  return lambda x, w: phases.conv(
+    x, w, spec, phase, lambda x_phases, kernel: bind(conv_p, x_phases, kernel, spec=phase)
+  )
 
 
 def _input_grad_by_phases(spec, phase):
   def input_grad(g, w):
-    x = jnp.zeros_like(g, shape=(g.shape[0], *spec.in_spatial, w.shape[-2] * spec.groups))
+    shape = (g.shape[0], *spec.in_spatial, w.shape[-2] * spec.groups)
+    x = jnp.zeros_like(g, shape=shape, out_sharding=jax.typeof(g).sharding)
     return jax.vjp(lambda x: _conv_by_phases(spec, phase)(x, w), x)[1](g)[0]
 
   return input_grad
@@ -255,7 +272,7 @@ def _input_grad_by_phases(spec, phase):
 
 def _kernel_grad_by_phases(spec, phase):
   def kernel_grad(x, g):
-    w = jnp.zeros((*spec.window, x.shape[-1] // spec.groups, g.shape[-1]), x.dtype)
+    w = jnp.zeros_like(x, shape=(*spec.window, x.shape[-1] // spec.groups, g.shape[-1]))
     return jax.vjp(lambda w: _conv_by_phases(spec, phase)(x, w), w)[1](g)[0]
 
   return kernel_grad
@@ -267,6 +284,7 @@ conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
   lambda x, w, spec: (x[0], *spec.out, w[-1]),
   (True, False, True),
   _conv_by_phases,
+  lambda x, w, spec: x[-1],
 )
 conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
   "funconv_conv_input_grad",
@@ -274,6 +292,7 @@ conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
   lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups),
   (True, False, True),
   _input_grad_by_phases,
+  lambda g, w, spec: w[-2] * spec.groups,
 )
 conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
   "funconv_conv_kernel_grad",
@@ -281,6 +300,7 @@ conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
   lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]),
   (True, True, False),
   _kernel_grad_by_phases,
+  lambda x, g, spec: x[-1],
 )
 
 

@@ -12,23 +12,30 @@ from jax.test_util import check_grads
 
 import funconv as fc
 from funconv.ops import phases, plan
-from funconv.ops.conv import conv_spec
-from funconv.ops.shapes import as_tuple, resolve_window
 from tests.oracle import native_conv, native_conv_transpose
 from tests.ops.test_conv import assert_close_with_grads
 
 PADDINGS = ["VALID", "SAME", "CIRCULAR", "REFLECT", "pairs"]
+BOUND = ("funconv_conv", "funconv_conv_input_grad")
 # The plan runs dilated convolutions by phases where Winograd would then run: on the CPU only.
 ON_CPU = jax.default_backend() == "cpu"
 
 
-def phase_of(x, w, padding="SAME", strides=1, dilation=2, algorithm=None, backend="cpu"):
-  """The plan's phase `ConvSpec` for `fc.ops.conv(x, w, ...)` lowered for `backend`, or None."""
-  rank = w.ndim - 2
-  strides, dilation = as_tuple(strides, rank, "strides", "test"), as_tuple(dilation, rank, "dilation", "test")
-  pairs, fill, _ = resolve_window(x.shape[1:-1], w.shape[:-2], strides, padding, dilation, "test")
-  spec = conv_spec(x, w, strides, dilation, 1, pairs, fill, algorithm)
-  return plan.phase_spec(spec, x.shape[-1], x.dtype, backend)
+def phase_of(fn, x, w, backend=None):
+  """The phase `ConvSpec` by which the plan runs the convolution that `fn(x, w)` binds (`conv`'s
+  forward, or the input gradient that `conv_transpose` binds) when lowered for `backend` (default:
+  JAX's), or None."""
+  (eqn,) = [e for e in jax.make_jaxpr(fn)(x, w).eqns if e.primitive.name in BOUND]
+  spec = eqn.params["spec"]._replace(backend=backend or jax.default_backend())
+  a, b = (v.aval.shape for v in eqn.invars)
+  channels = b[-2] * spec.groups if eqn.primitive.name == "funconv_conv_input_grad" else a[-1]
+  return plan.phase_spec(spec, channels, eqn.invars[0].aval.dtype)
+
+
+def phased_array_in(lowered, phase, examples, channels):
+  """Whether the lowered program holds an array of phases `(examples, *phase.in_spatial, channels)`
+  (`examples`: the batch times `prod(dilation)`)."""
+  return "tensor<" + "x".join(map(str, (examples, *phase.in_spatial, channels))) + "xf32>" in lowered.as_text()
 
 
 def test_space_to_batch_puts_each_phase_in_its_own_example_and_back():
@@ -41,26 +48,26 @@ def test_space_to_batch_puts_each_phase_in_its_own_example_and_back():
 
 def test_the_plan_runs_dilated_convolutions_by_phases_where_winograd_then_applies():
   x, w = jnp.zeros((4, 32, 32, 32)), jnp.zeros((3, 3, 32, 32))
-  phase = phase_of(x, w)
+  conv = lambda strides=1, algorithm=None: lambda x, w: fc.ops.conv(x, w, strides, "SAME", 2, algorithm=algorithm)
+  phase = phase_of(conv(), x, w, "cpu")
   assert (phase.in_spatial, phase.dilation, phase.pads) == ((18, 18), (1, 1), ((0, 0), (0, 0)))
   assert plan.make_plan(phase, 16, 32, 32, jnp.float32).forward == "winograd"
   # Not where the undilated convolution would not run Winograd, nor when the caller names an algorithm.
-  assert phase_of(x, w, strides=2) is None and phase_of(x, w, algorithm="hybrid") is None
-  assert phase_of(x[..., :16], w[:, :, :16]) is None and phase_of(x, w, backend="cuda") is None
-  assert phase_of(jnp.zeros((4, 64, 32)), jnp.zeros((3, 32, 32))) is None
-  assert phase_of(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), padding="VALID") is None
+  assert phase_of(conv(2), x, w, "cpu") is None and phase_of(conv(1, "hybrid"), x, w, "cpu") is None
+  assert phase_of(conv(), x[..., :16], w[:, :, :16], "cpu") is None and phase_of(conv(), x, w, "cuda") is None
+  assert phase_of(conv(), jnp.zeros((4, 64, 32)), jnp.zeros((3, 32, 32)), "cpu") is None
+  assert phase_of(conv(), x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), "cpu") is None
 
 
 def test_phases_are_decided_for_the_backend_lowered_for():
   # The 16 phases of 4 examples, 18x18 each, are in the CPU's program and not in a GPU's, whatever
   # the default backend of the machine that lowers it.
   x, w = jnp.zeros((4, 32, 32, 32)), jnp.zeros((3, 3, 32, 32))
-  traced = jax.jit(lambda x, w: jax.grad(lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2).sum())(x, w)).trace(
-    x, w
-  )
-  phased = "tensor<16x18x18x32xf32>"
-  assert phased in traced.lower(lowering_platforms=("cpu",)).as_text()
-  assert phased not in traced.lower(lowering_platforms=("cuda",)).as_text()
+  conv = lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2)
+  phase = phase_of(conv, x, w, "cpu")
+  traced = jax.jit(jax.grad(lambda x, w: conv(x, w).sum(), (0, 1))).trace(x, w)
+  assert phased_array_in(traced.lower(lowering_platforms=("cpu",)), phase, 16, 32)
+  assert not phased_array_in(traced.lower(lowering_platforms=("cuda",)), phase, 16, 32)
 
 
 @st.composite
@@ -94,8 +101,9 @@ def test_phases_match_native_forward_and_gradients(cfg):
   x = rng.standard_normal((cfg["batch"], *cfg["spatial"], channels), np.float32)
   w = rng.standard_normal((*(3,) * cfg["rank"], channels, cfg["c_out"]), np.float32)
   kwargs = dict(padding=cfg["padding"], dilation=cfg["dilation"])
-  assert phase_of(x, w, **kwargs) or not ON_CPU  # this run goes by phases
-  assert_close_with_grads(lambda x, w: fc.ops.conv(x, w, **kwargs), lambda x, w: native_conv(x, w, **kwargs), x, w, rng)
+  conv = lambda x, w: fc.ops.conv(x, w, **kwargs)
+  assert phase_of(conv, x, w) or not ON_CPU  # this run goes by phases
+  assert_close_with_grads(conv, lambda x, w: native_conv(x, w, **kwargs), x, w, rng)
 
 
 @pytest.mark.parametrize("padding", ["SAME", "REFLECT"])
@@ -104,7 +112,7 @@ def test_check_grads_second_order_and_vmap(padding):
     x = jax.random.normal(jax.random.key(0), (2, 10, 12, 32), jnp.float64)
     w = jax.random.normal(jax.random.key(1), (3, 3, 32, 2), jnp.float64) / 10
     conv = lambda x, w: fc.ops.conv(x, w, padding=padding, dilation=(2, 3))
-    assert phase_of(x, w, padding=padding, dilation=(2, 3)) or not ON_CPU
+    assert phase_of(conv, x, w) or not ON_CPU
     check_grads(conv, (x, w), order=2, modes=("fwd", "rev"))
     np.testing.assert_allclose(jax.vmap(conv, (0, None))(x[:, None], w)[:, 0], conv(x, w), rtol=1e-12, atol=1e-12)
     kernels = jnp.stack([w, 2 * w])
@@ -118,16 +126,7 @@ def test_a_dilated_transposed_convolution_goes_by_phases_too(padding):
   rng = np.random.default_rng(0)
   x = rng.standard_normal((2, 12, 12, 3), np.float32)
   w = rng.standard_normal((3, 3, 3, 32), np.float32)
-  spec = next(
-    eqn.params["spec"]
-    for eqn in jax.make_jaxpr(lambda x, w: fc.ops.conv_transpose(x, w, 1, padding, 2))(x, w).eqns
-    if eqn.primitive.name == "funconv_conv_input_grad"
-  )
-  assert plan.phase_spec(spec, 32, x.dtype, "cpu")  # the convolution it transposes maps 32 channels to 3
-  assert_close_with_grads(
-    lambda x, w: fc.ops.conv_transpose(x, w, 1, padding, 2),
-    lambda x, w: native_conv_transpose(x, w, (1, 1), padding, (2, 2)),
-    x,
-    w,
-    rng,
-  )
+  transpose = lambda x, w: fc.ops.conv_transpose(x, w, 1, padding, 2)
+  phase = phase_of(transpose, x, w, "cpu")  # the convolution it transposes maps 32 channels to 3
+  assert phased_array_in(jax.jit(transpose).trace(x, w).lower(lowering_platforms=("cpu",)), phase, 8, 32)
+  assert_close_with_grads(transpose, lambda x, w: native_conv_transpose(x, w, (1, 1), padding, (2, 2)), x, w, rng)

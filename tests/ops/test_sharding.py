@@ -12,8 +12,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import funconv as fc
-from funconv.ops.conv import conv_spec
-from funconv.ops.plan import phase_spec
+from tests.ops.test_phases import phase_of
 
 MESH_TYPES = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}
 
@@ -67,11 +66,13 @@ def test_convolution_and_its_gradients_stay_on_their_shards(kind):
   # another order per device.
   x32, w32 = jax.random.normal(jax.random.key(2), (16, 16, 16, 32)), jax.random.normal(jax.random.key(3), (3, 3, 32, 8))
   dilated = lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2)
-  assert phase_spec(conv_spec(x32, w32, (1, 1), (2, 2), 1, ((2, 2),) * 2), 32, x32.dtype, "cpu")
-  dx, dw = assert_data_parallel(
-    jax.grad(lambda x, w: jnp.sum(jnp.sin(dilated(x, w))), (0, 1)), (x32, w32), 0, mesh, rtol=2e-3
-  )
+  assert phase_of(dilated, x32, w32, "cpu")
+  loss = lambda x, w: jnp.sum(jnp.sin(dilated(x, w)))
+  dx, dw = assert_data_parallel(jax.grad(loss, (0, 1)), (x32, w32), 0, mesh, rtol=2e-3)
   assert dx.sharding.spec[0] == "data" and dw.sharding.is_fully_replicated
+  # Each gradient alone: the input gradient and the kernel gradient primitives, not their fused pair.
+  assert assert_data_parallel(jax.grad(loss), (x32, w32), 0, mesh, rtol=2e-3).sharding.spec[0] == "data"
+  assert assert_data_parallel(jax.grad(loss, 1), (x32, w32), 0, mesh, rtol=2e-3).sharding.is_fully_replicated
 
 
 LAYERS = {
@@ -186,3 +187,21 @@ def test_shard_map_through_the_in_place_loops():
   want = jax.jit(jax.grad(loss, (0, 1)))(x, w)
   np.testing.assert_allclose(got[0], want[0], rtol=2e-4, atol=1e-7)
   np.testing.assert_allclose(got[1], want[1], rtol=2e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("argnums", [0, 1, (0, 1)])
+def test_shard_map_through_phases(argnums):
+  """A dilated convolution by phases, under shard_map's default checks: each gradient alone and
+  both, summed over the devices once (a kernel gradient cast to varying would be summed twice)."""
+  x = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 32, 4))
+  mesh = jax.make_mesh((4,), ("data",))
+  loss = lambda x, w: jnp.mean(fc.ops.conv(x, w, padding="SAME", dilation=2) ** 2)
+  assert phase_of(lambda x, w: fc.ops.conv(x, w, padding="SAME", dilation=2), x, w, "cpu")
+  local = lambda x, w: jax.grad(lambda x, w: jax.lax.pmean(loss(x, w), "data"), argnums)(x, w)
+  specs = {0: P("data"), 1: P(), (0, 1): (P("data"), P())}[argnums]
+  sharded = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P()), out_specs=specs))
+  got = sharded(jax.device_put(x, NamedSharding(mesh, P("data"))), w)
+  want = jax.jit(jax.grad(loss, argnums))(x, w)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-6)
