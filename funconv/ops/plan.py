@@ -146,8 +146,9 @@ def phase_spec(spec: ConvSpec, channels, dtype) -> ConvSpec | None:
 
   Decided, like every other choice, when the primitives are lowered, for the backend lowered for
   (`funconv.ops.primitives`: all three passes of the dilated convolution, and their tangents and
-  transposes, then lower to the undilated primitives on the phases). Measured on 2 cores (`experiments/bench_conv.py`
-  row 10, 64x32x32x32, 3x3 dilated by 2): 1.54x native forward+backward and 1.12x forward, against
+  transposes, then lower to the undilated primitives on the phases). Measured on 2 cores
+  (`experiments/bench_conv.py` row 10, 64x32x32x32, 3x3 dilated by 2): 1.54x native
+  forward+backward and 1.12x forward, against
   0.77x and 1.25x dilated in the run before (alone, interleaved: 27.8 ms against 35.5 dilated and
   45.1 native; forward 11.7, 12.7, 13.9). By phases into hybrid (16 channels) or in 1-D it ran
   0.7-1.2x the dilated convolution: not chosen there.

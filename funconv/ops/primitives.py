@@ -223,9 +223,9 @@ def _bilinear(name, impls, shape_rule, per_example, by_phases, channels):
   def bilinear(spec, phase, a, b):
     return by_phases(spec, phase)(a, b)
 
-  first_two = lambda a, b, *rest: channels(a, b, rest[-1])
+  forward_channels = lambda a, b, *rest: channels(a, b, rest[-1])  # every primitive's operands start with (a, b)
   return (
-    _primitive(name, impl, shape_rule, (a, b), (out,), bilinear, first_two),
+    _primitive(name, impl, shape_rule, (a, b), (out,), bilinear, forward_channels),
     _primitive(
       f"{name}_tangent",
       tangent_impl,
@@ -233,7 +233,7 @@ def _bilinear(name, impls, shape_rule, per_example, by_phases, channels):
       (a, b, a, b),
       (out,),
       tangent,
-      first_two,
+      forward_channels,
     ),
     _primitive(
       f"{name}_cotangents",
@@ -242,7 +242,7 @@ def _bilinear(name, impls, shape_rule, per_example, by_phases, channels):
       (a, b, out),
       (a, b),
       cotangents,
-      first_two,
+      forward_channels,
     ),
   )
 
