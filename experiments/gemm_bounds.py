@@ -1,0 +1,248 @@
+"""How fast a convolution built from lax's GEMMs could be, against PyTorch's, layer by layer.
+
+For bench_torch's layers (rows of bench_conv's table), times each pass of the convolution
+(forward, input gradient, kernel gradient) as the GEMMs alone that funconv's algorithms reduce it
+to, on operands made beforehand: no gather, pad, transform, slide-add or scatter around them.
+Each GEMM runs over the batch in chunks as funconv's chunk loops do (the products written into
+one output, the kernel gradient's contractions summed), at the fastest chunk of 1, 2, 4, ...
+examples (searched one configuration at a time, with warm caches; the fastest is timed again
+interleaved with the whole passes, and the bound is the faster of the two readings).
+
+- direct: the faster of the GEMMs of the convolution's own FLOPs: the patch matrix `(N * out,
+  K * C)` by the kernel `(K * C, C_out)` (im2col); at stride 1 in 2-D, "hybrid"'s GEMM of the
+  leading axes' patches by every tap of the last axis (a few percent more FLOPs, a wider GEMM);
+  for the input gradient the same of the cotangent, or the cotangent by the kernel's transpose
+  (col2im's GEMM); for the kernel gradient the patches contracted with the cotangent over the
+  positions.
+- Winograd F(4, 3) (3-tap windows at stride 1): each pass's `a^d` GEMMs over the transformed
+  tiles (`(36, tiles, C)` by `(36, C, C_out)` in 2-D), 4x fewer FLOPs in shorter GEMMs.
+
+A pass's bound is the faster of the two. funconv's algorithms each run one of these GEMMs and
+more: where PyTorch's time is under the bound, none of them, however the rest of its work is
+arranged, reaches PyTorch on this machine. Rows 1-6 by default (row 7's single-channel layer
+multiplies tap by tap without a GEMM and is already ahead of PyTorch). Also times the whole
+passes of funconv, native and PyTorch as bench_torch does (PyTorch's forward under `no_grad`;
+forward+backward of `sum(y ** 2)`). Interleaved medians; prints tables and writes
+experiments/results/gemm_bounds.json. Needs PyTorch (`pip install torch`).
+
+    python experiments/gemm_bounds.py             # rows 1-6
+    python experiments/gemm_bounds.py --rows 2 3  # some of them
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, train_step
+from bench_torch import LAYER_ROWS, device_info, set_torch_threads, torch_conv_functions
+from funconv.ops import winograd
+
+TILE = 4  # F(4, 3), the plan's tile in 1-D and 2-D float32
+DEFAULT_ROWS = (1, 2, 3, 4, 5, 6)
+
+
+class Gemm(NamedTuple):
+  """`points` GEMMs (batched) of `rows` per example: `(rows, depth) @ (depth, width)`, or with
+  `contract_rows` the operands `(rows, depth)` and `(rows, width)` contracted over the rows."""
+
+  points: int
+  rows: int
+  depth: int
+  width: int
+  contract_rows: bool = False
+
+
+def _normal(key, shape):
+  return jax.random.normal(jax.random.key(key), shape, jnp.float32)
+
+
+def chunked(gemm: Gemm, n, chunk):
+  """A jitted function running `gemm` over `n` examples `chunk` at a time, as funconv's chunk loops do
+  (the products written into one output, or the contractions summed), and its arguments."""
+  rows = chunk * gemm.rows
+  lead = (gemm.points,) if gemm.points > 1 else ()
+  batch = ((0,), (0,)) if lead else ((), ())
+  a = _normal(1, (n // chunk, *lead, rows, gemm.depth))
+  b = _normal(2, (n // chunk, *lead, rows, gemm.width) if gemm.contract_rows else (*lead, gemm.depth, gemm.width))
+  r = len(lead)
+  if gemm.contract_rows:
+
+    def run(a, b):
+      step = lambda total, ab: (total + lax.dot_general(*ab, (((r,), (r,)), batch)), None)
+      return lax.scan(step, jnp.zeros((*lead, gemm.depth, gemm.width), a.dtype), (a, b))[0]
+
+  else:
+
+    def run(a, b):
+      return lax.map(lambda chunk_a: lax.dot_general(chunk_a, b, (((r + 1,), (r,)), batch)), a)
+
+  return jax.jit(run), (a, b)
+
+
+def direct_gemms(out, window, channels, c_out, stride):
+  """Per pass, the GEMMs that compute the convolution without a transform (per example)."""
+  positions, taps = math.prod(out), math.prod(window)
+  gemms = dict(
+    forward=[Gemm(1, positions, taps * channels, c_out)],
+    input_grad=[Gemm(1, positions, taps * c_out, channels), Gemm(1, positions, c_out, taps * channels)],
+    kernel_grad=[Gemm(1, positions, taps * channels, c_out, True)],
+  )
+  if stride == 1 and len(window) >= 2:  # "hybrid": leading axes gathered, every tap of the last axis at once
+    rows, lead, last = math.prod(out[:-1]) * (out[-1] + window[-1] - 1), math.prod(window[:-1]), window[-1]
+    gemms["forward"].append(Gemm(1, rows, lead * channels, last * c_out))
+    gemms["input_grad"].append(Gemm(1, rows, lead * c_out, last * channels))
+    gemms["kernel_grad"].append(Gemm(1, rows, lead * channels, last * c_out, True))
+  return gemms
+
+
+def winograd_gemms(out, channels, c_out):
+  """Per pass, F(4, 3)'s batched GEMM over the transformed tiles (per example)."""
+  points, tiles = (TILE + winograd.TAPS - 1) ** len(out), math.prod(winograd.tiles(out, TILE))
+  return dict(
+    forward=Gemm(points, tiles, channels, c_out),
+    input_grad=Gemm(points, tiles, c_out, channels),
+    kernel_grad=Gemm(points, tiles, channels, c_out, True),
+  )
+
+
+def fastest_chunk(gemm, n, reps):
+  """(milliseconds, chunk) of `gemm` at its fastest chunk of 1, 2, 4, ... examples (timed one chunk size at a
+  time: the operands of all of them would not fit in memory for the larger rows)."""
+  timed = []
+  for chunk in (c for c in (2**i for i in range(n.bit_length())) if n % c == 0):
+    fn, args = chunked(gemm, n, chunk)
+    timed.append((interleaved_medians([fn], args, reps)[0] * 1e3, chunk))
+  return min(timed)
+
+
+def bound_row(number, reps):
+  row = ROWS[number]
+  shape, window, c_out, stride, padding, groups, dilation, _ = row
+  ours, native, x, w, flops = make_pair(row)
+  n, channels, out = shape[0], shape[-1], jax.eval_shape(ours, x, w).shape[1:-1]
+  rank = len(window)
+  families = dict(direct=direct_gemms(out, window, channels, c_out, stride))
+  if winograd.applies(window, (stride,) * rank, (dilation,) * rank, groups):
+    families["winograd"] = {name: [gemm] for name, gemm in winograd_gemms(out, channels, c_out).items()}
+  passes, fastest = {}, {}
+  for name in families["direct"]:
+    searched = {
+      family: min(fastest_chunk(g, n, reps) + (g,) for g in gemms[name]) for family, gemms in families.items()
+    }
+    passes[name] = {f"{family}_ms": ms for family, (ms, _, _) in searched.items()}
+    ms, chunk, gemm = min(searched.values())
+    passes[name].update(bound_gemm=gemm._asdict(), bound_chunk=chunk, searched_ms=ms)
+    fastest[name] = chunked(gemm, n, chunk)
+  # The whole passes and the fastest GEMMs, interleaved (times above are from the search, one at a time).
+  torch_forward, torch_forward_backward = torch_conv_functions(row, x, w)
+  jit_ours, jit_native, grad_ours, grad_native = jax.jit(ours), jax.jit(native), train_step(ours), train_step(native)
+  whole = [
+    lambda: jit_ours(x, w),
+    lambda: jit_native(x, w),
+    torch_forward,
+    lambda: grad_ours(x, w),
+    lambda: grad_native(x, w),
+    torch_forward_backward,
+  ]
+  times = interleaved_medians(whole + [lambda f=f, a=a: f(*a) for f, a in fastest.values()], (), reps)
+  for name, seconds in zip(passes, times[len(whole) :]):
+    # Interleaved, the GEMM's operands are no longer in cache (small rows read up to 2x slower): the bound
+    # is the faster of the two readings, a lower bound of what the GEMM costs in a pass.
+    passes[name].update(interleaved_ms=seconds * 1e3, bound_ms=min(seconds * 1e3, passes[name]["searched_ms"]))
+  kinds = ("funconv", "native", "torch")
+  result = dict(
+    row=number,
+    input=shape,
+    window=window,
+    c_out=c_out,
+    stride=stride,
+    padding=padding,
+    forward_gflop=flops / 1e9,
+    **{f"fwd_{kind}_ms": t * 1e3 for kind, t in zip(kinds, times[:3])},
+    **{f"fwdbwd_{kind}_ms": t * 1e3 for kind, t in zip(kinds, times[3:6])},
+    passes=passes,
+    fwd_bound_ms=passes["forward"]["bound_ms"],
+    fwdbwd_bound_ms=sum(p["bound_ms"] for p in passes.values()),
+  )
+  result["fwd_torch_over_bound"] = result["fwd_torch_ms"] / result["fwd_bound_ms"]
+  result["fwdbwd_torch_over_bound"] = result["fwdbwd_torch_ms"] / result["fwdbwd_bound_ms"]
+  return result
+
+
+def _cell(times, key):
+  return f"{times[key]:.2f}" if key in times else "-"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument(
+    "--rows", type=int, nargs="*", choices=LAYER_ROWS, help=f"layer rows to run (default: {DEFAULT_ROWS})"
+  )
+  parser.add_argument("--reps", type=int, default=15, help="timed runs per function")
+  parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "gemm_bounds.json"))
+  apply_host_memory = host_memory_option(parser)
+  args = parser.parse_args()
+  reuse_host_memory = apply_host_memory(args)
+  set_torch_threads()
+  device = device_info()
+  peak = gemm_peak(args.reps)
+  print(
+    f"GEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s; jax {jax.__version__}; {device['jax_cores']} cores; "
+    f"load average {device['load_average_before'][0]:.2f}; medians of {args.reps} interleaved runs\n"
+  )
+  print(
+    "| # | layer | pass | direct GEMM ms | Winograd GEMMs ms | chunk | fastest, interleaved ms | bound ms |\n"
+    "|---|---|---|---|---|---|---|---|"
+  )
+  results = []
+  for number in args.rows or DEFAULT_ROWS:
+    r = bound_row(number, args.reps)
+    results.append(r)
+    layer = f"{'x'.join(map(str, r['input']))} {'x'.join(map(str, r['window']))}->{r['c_out']} s{r['stride']}"
+    for name, times in r["passes"].items():
+      print(
+        f"| {number} | {layer} | {name} | {times['direct_ms']:.2f} | {_cell(times, 'winograd_ms')} "
+        f"| {times['bound_chunk']} | {times['interleaved_ms']:.2f} | {times['bound_ms']:.2f} |",
+        flush=True,
+      )
+  print(
+    "\n| # | fwd PyTorch ms (GFLOP/s) | fwd funconv ms | fwd native ms | fwd bound ms | fwd PyTorch/bound "
+    "| fwd+bwd PyTorch ms | fwd+bwd funconv ms | fwd+bwd bound ms | fwd+bwd PyTorch/bound |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+  )
+  for r in results:
+    print(
+      f"| {r['row']} | {r['fwd_torch_ms']:.2f} ({r['forward_gflop'] / r['fwd_torch_ms'] * 1e3:.0f}) "
+      f"| {r['fwd_funconv_ms']:.2f} | {r['fwd_native_ms']:.2f} | {r['fwd_bound_ms']:.2f} "
+      f"| {r['fwd_torch_over_bound']:.2f} "
+      f"| {r['fwdbwd_torch_ms']:.2f} | {r['fwdbwd_funconv_ms']:.2f} | {r['fwdbwd_bound_ms']:.2f} "
+      f"| {r['fwdbwd_torch_over_bound']:.2f} |"
+    )
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  device["load_average_after"] = os.getloadavg()
+  out.write_text(
+    json.dumps(
+      dict(
+        jax=jax.__version__,
+        reuse_host_memory=reuse_host_memory,
+        gemm_peak_gflops=peak,
+        device=device,
+        reps=args.reps,
+        layers=results,
+      ),
+      indent=2,
+    )
+  )
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()
