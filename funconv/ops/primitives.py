@@ -84,7 +84,9 @@ def _auto_partitioned(impl, per_example, per_example_out):
 
   `custom_partitioning` traces its body once at the global shapes and refuses any array constant in
   it (a kernel's constant matrix): that trace's constants become operands of their own, replicated,
-  which each device's body (traced again at its local shapes) does not need."""
+  which each device's body (traced again at its local shapes) does not need. The trace and the
+  `custom_partitioning` are made once per spec and operand types (a ResNet's identical layers share
+  them)."""
 
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
@@ -119,9 +121,12 @@ def _auto_partitioned(impl, per_example, per_example_out):
       reduction_factors=reductions, need_replication_factors=tuple(extra)
     )
 
-  def call(spec, *args):
-    closed = jax.make_jaxpr(lambda *a: impl(*a, spec))(*args)
-    count = len(args)
+  @functools.lru_cache(maxsize=256)
+  def built(spec, avals):
+    """The partitioned call and its constants for operands of these types: traced once for every
+    convolution of this spec and these types, in any program."""
+    closed = jax.make_jaxpr(lambda *a: impl(*a, spec))(*avals)
+    count = len(avals)
 
     def body(spec, *operands):
       out = jax.core.eval_jaxpr(closed.jaxpr, operands[count:], *operands[:count])
@@ -131,7 +136,11 @@ def _auto_partitioned(impl, per_example, per_example_out):
     partitioned.def_partition(
       partition, infer_sharding_from_operands=lambda spec, *a: shardings(*a)[2], sharding_rule=rule
     )
-    return partitioned(spec, *args, *closed.consts)
+    return partitioned, closed.consts
+
+  def call(spec, *args):
+    partitioned, consts = built(spec, tuple(map(jax.typeof, args)))
+    return partitioned(spec, *args, *consts)
 
   return call
 

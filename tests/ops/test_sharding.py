@@ -75,6 +75,24 @@ def test_convolution_and_its_gradients_stay_on_their_shards(kind):
   assert assert_data_parallel(jax.grad(loss, 1), (x32, w32), 0, mesh, rtol=2e-3).sharding.is_fully_replicated
 
 
+def test_identical_convolutions_share_one_partitioned_call(monkeypatch):
+  """On an Auto mesh a primitive lowers to a `custom_partitioning` of its kernel, traced once per
+  spec and operand types however many layers and programs use it."""
+  traced = []
+  make_jaxpr = jax.make_jaxpr
+  monkeypatch.setattr(jax, "make_jaxpr", lambda fn: traced.append(fn) or make_jaxpr(fn))
+  mesh = data_mesh("auto")
+  x = jax.device_put(jax.random.normal(jax.random.key(0), (8, 12, 12, 4)), NamedSharding(mesh, P("data")))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 4, 4))
+  layers = lambda x, w: fc.ops.conv(
+    fc.ops.conv(fc.ops.conv(x, w, padding="SAME"), w, padding="SAME"), w, padding="SAME"
+  )
+  with jax.set_mesh(mesh):
+    assert "custom_call @CustomSPMDPartitioning" in jax.jit(layers).lower(x, w).as_text()
+    jax.jit(lambda x, w: 2 * layers(x, w)).lower(x, w)
+  assert len(traced) == 1
+
+
 LAYERS = {
   "Conv": fc.Conv(8, (3, 3), padding="SAME"),
   "ConvTranspose": fc.ConvTranspose(4, (2, 2), (2, 2)),
