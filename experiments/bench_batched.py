@@ -21,7 +21,6 @@ Each written four ways:
 """
 
 import argparse
-import json
 import pathlib
 
 import jax
@@ -30,7 +29,7 @@ import optax
 from jax import lax
 
 import funconv as fc
-from bench_conv import interleaved_medians
+from bench_conv import interleaved_medians, write_results
 
 EPS = 1e-5
 
@@ -147,12 +146,7 @@ def main():
     results[workload] = {n: dict(ms=t * 1e3, relative=t / times[0]) for n, t in zip(named, times)}
     for n, t in zip(named, times):
       print(f"| {workload} | {n} | {t * 1e3:.2f} | {t / times[0]:.3f} |")
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(
-    json.dumps(dict(batch=args.batch, reps=args.reps, backend=jax.default_backend(), results=results), indent=2)
-  )
-  print(f"\nwrote {out}")
+  write_results(args.out, batch=args.batch, reps=args.reps, backend=jax.default_backend(), results=results)
 
 
 if __name__ == "__main__":

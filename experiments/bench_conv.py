@@ -103,6 +103,14 @@ def interleaved_medians(fns, args, reps):
   return [statistics.median(ts) for ts in times]
 
 
+def write_results(path, **fields):
+  """`fields` as indented JSON at `path` (its folder made if need be); says where on stdout."""
+  out = pathlib.Path(path)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(fields, indent=2))
+  print(f"\nwrote {out}")
+
+
 def gemm_peak(reps):
   """GFLOP/s of a 2048 x 2048 float32 matmul in this process: the roofline for the table."""
   a = jax.random.normal(jax.random.key(1), (2048, 2048), jnp.float32)
@@ -177,23 +185,16 @@ def main():
     f"{summary['min_fwdbwd_speedup']:.2f}; forward: median {summary['median_fwd_speedup']:.2f}, "
     f"min {summary['min_fwd_speedup']:.2f}"
   )
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(
-    json.dumps(
-      dict(
-        jax=jax.__version__,
-        machine=platform.machine(),
-        reuse_host_memory=reuse_host_memory,
-        gemm_peak_gflops=peak,
-        reps=reps,
-        rows=results,
-        summary=summary,
-      ),
-      indent=2,
-    )
+  write_results(
+    args.out,
+    jax=jax.__version__,
+    machine=platform.machine(),
+    reuse_host_memory=reuse_host_memory,
+    gemm_peak_gflops=peak,
+    reps=reps,
+    rows=results,
+    summary=summary,
   )
-  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

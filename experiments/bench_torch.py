@@ -24,7 +24,6 @@ experiments/results/bench_torch.json. Needs PyTorch (`pip install torch`; the CP
 
 import argparse
 import functools
-import json
 import math
 import os
 import pathlib
@@ -50,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import funconv as fc
-from bench_conv import ROWS, host_memory_option, interleaved_medians, make_pair, train_step
+from bench_conv import ROWS, host_memory_option, interleaved_medians, make_pair, train_step, write_results
 from bench_train import compiled_step
 from funconv import models
 from profile_step import jax_step
@@ -381,26 +380,19 @@ def main():
     f"{summary['geomean_fwd_torch_over_native']:.2f}); training step img/s funconv / PyTorch: ResNet-20 "
     f"{summary['resnet20_funconv_over_torch']:.2f}, LeNet-5 {summary['lenet5_funconv_over_torch']:.2f}"
   )
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
   device["load_average_after"] = os.getloadavg()
-  out.write_text(
-    json.dumps(
-      dict(
-        jax=jax.__version__,
-        reuse_host_memory=reuse_host_memory,
-        torch=torch.__version__,
-        device=device,
-        reps=reps,
-        step_reps=step_reps,
-        layers=layers,
-        steps=steps,
-        summary=summary,
-      ),
-      indent=2,
-    )
+  write_results(
+    args.out,
+    jax=jax.__version__,
+    reuse_host_memory=reuse_host_memory,
+    torch=torch.__version__,
+    device=device,
+    reps=reps,
+    step_reps=step_reps,
+    layers=layers,
+    steps=steps,
+    summary=summary,
   )
-  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ unless `--fresh-memory`.
 
 import argparse
 import contextlib
-import json
 import pathlib
 import statistics
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 import optax
 
 import funconv as fc
-from bench_conv import host_memory_option
+from bench_conv import host_memory_option, write_results
 from funconv import models, train
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the tests' oracle
@@ -120,21 +119,14 @@ def main():
       f"{compile_s['native']:.1f} | {compile_s['funconv']:.1f} | {runs['native'][5]:.0f} | {runs['funconv'][5]:.0f} |",
       flush=True,
     )
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(
-    json.dumps(
-      dict(
-        jax=jax.__version__,
-        reuse_host_memory=reuse_host_memory,
-        reps=args.reps,
-        compile_reps=args.compile_reps,
-        results=results,
-      ),
-      indent=2,
-    )
+  write_results(
+    args.out,
+    jax=jax.__version__,
+    reuse_host_memory=reuse_host_memory,
+    reps=args.reps,
+    compile_reps=args.compile_reps,
+    results=results,
   )
-  print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

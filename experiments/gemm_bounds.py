@@ -30,7 +30,6 @@ experiments/results/gemm_bounds.json. Needs PyTorch (`pip install torch`).
 """
 
 import argparse
-import json
 import math
 import os
 import pathlib
@@ -40,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, train_step
+from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, train_step, write_results
 from bench_torch import LAYER_ROWS, device_info, set_torch_threads, torch_conv_functions
 from funconv.ops import winograd
 
@@ -225,23 +224,16 @@ def main():
       f"| {r['fwdbwd_torch_ms']:.2f} | {r['fwdbwd_funconv_ms']:.2f} | {r['fwdbwd_bound_ms']:.2f} "
       f"| {r['fwdbwd_torch_over_bound']:.2f} |"
     )
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
   device["load_average_after"] = os.getloadavg()
-  out.write_text(
-    json.dumps(
-      dict(
-        jax=jax.__version__,
-        reuse_host_memory=reuse_host_memory,
-        gemm_peak_gflops=peak,
-        device=device,
-        reps=args.reps,
-        layers=results,
-      ),
-      indent=2,
-    )
+  write_results(
+    args.out,
+    jax=jax.__version__,
+    reuse_host_memory=reuse_host_memory,
+    gemm_peak_gflops=peak,
+    device=device,
+    reps=args.reps,
+    layers=results,
   )
-  print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ writes experiments/results/profile_step.json.
 import argparse
 import collections
 import contextlib
-import json
 import os
 import pathlib
 import resource
@@ -47,7 +46,7 @@ from jax import lax
 from jax.extend import core
 
 import funconv as fc
-from bench_conv import host_memory_option, interleaved_medians
+from bench_conv import host_memory_option, interleaved_medians, write_results
 from bench_train import compiled_step, native_convolution
 from funconv import models, train
 from funconv.ops import primitives
@@ -366,36 +365,29 @@ def main():
     + ", ".join(f"{names[k]} {n:,.0f}" for k, n in faults.items())
     + (" (the allocator keeps freed memory)" if reuse_host_memory else " (--fresh-memory)")
   )
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(
-    json.dumps(
-      dict(
-        jax=jax.__version__,
-        reuse_host_memory=reuse_host_memory,
-        torch=torch.__version__ if torch is not None else None,
-        batch=args.batch,
-        reps=args.reps,
-        device=jax.devices()[0].device_kind,
-        cpu_count=os.cpu_count(),
-        load_average=os.getloadavg(),
-        page_faults_per_step=faults,
-        rows=[
-          dict(part=part.strip("*"), count=count, ms=ms, share={k: ms[k] / whole[k] for k in whole})
-          for part, count, ms in rows
-        ],
-        convolution_roles={
-          kind: {role: dict(equations=n, ms=ms) for role, (n, ms) in by_role.items()} for kind, by_role in roles.items()
-        },
-        convolution_equations=[
-          dict(direction=d, layer=layer_label(layer), **{k: p["equations"] for k, p in by.items()})
-          for (d, layer), by in convolutions.items()
-        ],
-      ),
-      indent=2,
-    )
+  write_results(
+    args.out,
+    jax=jax.__version__,
+    reuse_host_memory=reuse_host_memory,
+    torch=torch.__version__ if torch is not None else None,
+    batch=args.batch,
+    reps=args.reps,
+    device=jax.devices()[0].device_kind,
+    cpu_count=os.cpu_count(),
+    load_average=os.getloadavg(),
+    page_faults_per_step=faults,
+    rows=[
+      dict(part=part.strip("*"), count=count, ms=ms, share={k: ms[k] / whole[k] for k in whole})
+      for part, count, ms in rows
+    ],
+    convolution_roles={
+      kind: {role: dict(equations=n, ms=ms) for role, (n, ms) in by_role.items()} for kind, by_role in roles.items()
+    },
+    convolution_equations=[
+      dict(direction=d, layer=layer_label(layer), **{k: p["equations"] for k, p in by.items()})
+      for (d, layer), by in convolutions.items()
+    ],
   )
-  print(f"wrote {out}")
 
 
 if __name__ == "__main__":
