@@ -254,6 +254,16 @@ def torch_conv_functions(row, x, w):
   return synchronized(forward), synchronized(forward_backward)
 
 
+def layer_passes(row):
+  """For one row: zero-argument functions of funconv's, native's and PyTorch's forward pass, then of
+  their forward+backward passes (as `train_step`), on the same numbers; and the row's forward FLOPs."""
+  ours, native, x, w, flops = make_pair(row)
+  torch_forward, torch_forward_backward = torch_conv_functions(row, x, w)
+  jit_ours, jit_native, grad_ours, grad_native = jax.jit(ours), jax.jit(native), train_step(ours), train_step(native)
+  forward = [lambda: jit_ours(x, w), lambda: jit_native(x, w), torch_forward]
+  return forward + [lambda: grad_ours(x, w), lambda: grad_native(x, w), torch_forward_backward], flops
+
+
 def geomean(values):
   return math.exp(statistics.fmean(math.log(v) for v in values))
 
@@ -268,12 +278,8 @@ def bench_layers(rows, reps):
   results = []
   for number in rows:
     row = ROWS[number]
-    ours, native, x, w, _ = make_pair(row)
-    torch_forward, torch_forward_backward = torch_conv_functions(row, x, w)
-    jit_ours, jit_native = jax.jit(ours), jax.jit(native)
-    grad_ours, grad_native = train_step(ours), train_step(native)
-    fwd = interleaved_medians([lambda: jit_ours(x, w), lambda: jit_native(x, w), torch_forward], (), reps)
-    bwd = interleaved_medians([lambda: grad_ours(x, w), lambda: grad_native(x, w), torch_forward_backward], (), reps)
+    passes, _ = layer_passes(row)
+    fwd, bwd = interleaved_medians(passes[:3], (), reps), interleaved_medians(passes[3:], (), reps)
     result = dict(
       row=number,
       input=row[0],

@@ -1,29 +1,31 @@
-"""How fast a convolution built from lax's GEMMs could be, against PyTorch's, layer by layer.
+"""How fast funconv's convolution could be with its GEMMs alone, against PyTorch's, layer by layer.
 
 For bench_torch's layers (rows of bench_conv's table), times each pass of the convolution
-(forward, input gradient, kernel gradient) as the GEMMs alone that funconv's algorithms reduce it
-to, on operands made beforehand: no gather, pad, transform, slide-add or scatter around them.
-Each GEMM runs over the batch in chunks as funconv's chunk loops do (the products written into
-one output, the kernel gradient's contractions summed), at the fastest chunk of 1, 2, 4, ...
-examples (searched one configuration at a time, with warm caches; the fastest is timed again
-interleaved with the whole passes, and the bound is the faster of the two readings).
+(forward, input gradient, kernel gradient) as the GEMMs alone that the algorithms funconv's plan
+picks for these rows reduce it to: no gather, pad, transform, slide-add or scatter around them.
+Each GEMM runs over the batch in chunks as funconv's chunk loops do, its operands and products in
+cache (windows of one array about a chunk long, one per chunk), at the fastest chunk of 1, 2, 4, ...
+examples (searched one configuration at a time; the fastest is timed again interleaved with the
+whole passes, and the bound is the faster of the two readings).
 
-- direct: the faster of the GEMMs of the convolution's own FLOPs: the patch matrix `(N * out,
-  K * C)` by the kernel `(K * C, C_out)` (im2col); at stride 1 in 2-D, "hybrid"'s GEMM of the
-  leading axes' patches by every tap of the last axis (a few percent more FLOPs, a wider GEMM);
-  for the input gradient the same of the cotangent, or the cotangent by the kernel's transpose
-  (col2im's GEMM); for the kernel gradient the patches contracted with the cotangent over the
-  positions.
+- direct: the faster of the GEMMs without a transform: the patch matrix `(N * out, K * C)` by the
+  kernel `(K * C, C_out)` (im2col); at stride 1 in 2-D, "hybrid"'s GEMM of the leading axes'
+  patches by every tap of the last axis (wider; 4-25% more FLOPs, the last axis's padding); for
+  the input gradient the same of the cotangent (at stride 2 not an algorithm funconv runs, but of
+  col2im's FLOPs), or the cotangent by the kernel's transpose (col2im's GEMM); for the kernel
+  gradient the patches contracted with the cotangent over the positions.
 - Winograd F(4, 3) (3-tap windows at stride 1): each pass's `a^d` GEMMs over the transformed
   tiles (`(36, tiles, C)` by `(36, C, C_out)` in 2-D), 4x fewer FLOPs in shorter GEMMs.
 
-A pass's bound is the faster of the two. funconv's algorithms each run one of these GEMMs and
-more: where PyTorch's time is under the bound, none of them, however the rest of its work is
-arranged, reaches PyTorch on this machine. Rows 1-6 by default (row 7's single-channel layer
-multiplies tap by tap without a GEMM and is already ahead of PyTorch). Also times the whole
-passes of funconv, native and PyTorch as bench_torch does (PyTorch's forward under `no_grad`;
-forward+backward of `sum(y ** 2)`). Interleaved medians; prints tables and writes
-experiments/results/gemm_bounds.json. Needs PyTorch (`pip install torch`).
+A pass's bound is the faster of the two: a lower bound of the pass under each of these
+algorithms (im2col, hybrid, col2im, Winograd; not "shifted" and "products", which the plan does
+not pick for these rows, nor algorithms funconv does not have). Where PyTorch's time is under
+it, none of them, however the rest of its work is arranged, reaches PyTorch on this machine.
+Rows 1-6 by default (row 7's single-channel layer multiplies tap by tap without a GEMM and is
+already ahead of PyTorch). Also times the whole passes of funconv, native and PyTorch as
+bench_torch does (PyTorch's forward under `no_grad`; forward+backward of `sum(y ** 2)`).
+Interleaved medians; prints tables and writes experiments/results/gemm_bounds.json. Needs
+PyTorch (`pip install torch`).
 
     python experiments/gemm_bounds.py             # rows 1-6
     python experiments/gemm_bounds.py --rows 2 3  # some of them
@@ -39,11 +41,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, train_step, write_results
-from bench_torch import LAYER_ROWS, device_info, set_torch_threads, torch_conv_functions
+from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, write_results
+from bench_torch import LAYER_ROWS, device_info, layer_passes, set_torch_threads
 from funconv.ops import winograd
 
-TILE = 4  # F(4, 3), the plan's tile in 1-D and 2-D float32
+TILE = 4  # F(4, 3), the tile plan.winograd_tile picks in 1-D and 2-D float32
 DEFAULT_ROWS = (1, 2, 3, 4, 5, 6)
 
 
@@ -63,24 +65,29 @@ def _normal(key, shape):
 
 
 def chunked(gemm: Gemm, n, chunk):
-  """A jitted function running `gemm` over `n` examples `chunk` at a time, as funconv's chunk loops do
-  (the products written into one output, or the contractions summed), and its arguments."""
-  rows = chunk * gemm.rows
+  """A jitted function running `gemm` for `n` examples `chunk` at a time, as funconv's chunk loops do
+  (the products summed over the chunks), with its operands and products in cache: each chunk's
+  operands are a window of one array a few rows longer than a chunk's, starting one row further on
+  (so that XLA cannot hoist the GEMM out of the loop), as funconv writes a chunk's patches or tiles
+  just before its GEMM reads them. Returns the function and its arguments."""
   lead = (gemm.points,) if gemm.points > 1 else ()
-  batch = ((0,), (0,)) if lead else ((), ())
-  a = _normal(1, (n // chunk, *lead, rows, gemm.depth))
-  b = _normal(2, (n // chunk, *lead, rows, gemm.width) if gemm.contract_rows else (*lead, gemm.depth, gemm.width))
-  r = len(lead)
-  if gemm.contract_rows:
+  batch, r = (((0,), (0,)) if lead else ((), ())), len(lead)
+  rows, chunks = chunk * gemm.rows, n // chunk
+  a = _normal(1, (*lead, rows + chunks, gemm.depth))
+  b = _normal(2, (*lead, rows + chunks, gemm.width) if gemm.contract_rows else (*lead, gemm.depth, gemm.width))
+  contract = ((r,), (r,)) if gemm.contract_rows else ((r + 1,), (r,))
+  window = lambda x, i: lax.dynamic_slice_in_dim(x, i, rows, r)
 
-    def run(a, b):
-      step = lambda total, ab: (total + lax.dot_general(*ab, (((r,), (r,)), batch)), None)
-      return lax.scan(step, jnp.zeros((*lead, gemm.depth, gemm.width), a.dtype), (a, b))[0]
+  def product(a, b, i):
+    return lax.dot_general(window(a, i), window(b, i) if gemm.contract_rows else b, (contract, batch))
 
-  else:
+  out = jax.eval_shape(product, a, b, 0)
 
-    def run(a, b):
-      return lax.map(lambda chunk_a: lax.dot_general(chunk_a, b, (((r + 1,), (r,)), batch)), a)
+  def run(a, b):
+    def step(total, i):  # every chunk's products summed, so that none is dead code
+      return total + product(a, b, i), None
+
+    return lax.scan(step, jnp.zeros(out.shape, out.dtype), jnp.arange(chunks))[0]
 
   return jax.jit(run), (a, b)
 
@@ -124,7 +131,7 @@ def fastest_chunk(gemm, n, reps):
 def bound_row(number, reps):
   row = ROWS[number]
   shape, window, c_out, stride, padding, groups, dilation, _ = row
-  ours, native, x, w, flops = make_pair(row)
+  ours, _, x, w, _ = make_pair(row)
   n, channels, out = shape[0], shape[-1], jax.eval_shape(ours, x, w).shape[1:-1]
   rank = len(window)
   families = dict(direct=direct_gemms(out, window, channels, c_out, stride))
@@ -140,16 +147,7 @@ def bound_row(number, reps):
     passes[name].update(bound_gemm=gemm._asdict(), bound_chunk=chunk, searched_ms=ms)
     fastest[name] = chunked(gemm, n, chunk)
   # The whole passes and the fastest GEMMs, interleaved (times above are from the search, one at a time).
-  torch_forward, torch_forward_backward = torch_conv_functions(row, x, w)
-  jit_ours, jit_native, grad_ours, grad_native = jax.jit(ours), jax.jit(native), train_step(ours), train_step(native)
-  whole = [
-    lambda: jit_ours(x, w),
-    lambda: jit_native(x, w),
-    torch_forward,
-    lambda: grad_ours(x, w),
-    lambda: grad_native(x, w),
-    torch_forward_backward,
-  ]
+  whole, flops = layer_passes(row)
   times = interleaved_medians(whole + [lambda f=f, a=a: f(*a) for f, a in fastest.values()], (), reps)
   for name, seconds in zip(passes, times[len(whole) :]):
     # Interleaved, the GEMM's operands are no longer in cache (small rows read up to 2x slower): the bound

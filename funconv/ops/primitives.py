@@ -85,8 +85,9 @@ def _auto_partitioned(impl, per_example, per_example_out):
   `custom_partitioning` traces its body once at the global shapes and refuses any array constant in
   it (a kernel's constant matrix): that trace's constants become operands of their own, replicated,
   which each device's body (traced again at its local shapes) does not need. The trace and the
-  `custom_partitioning` are made once per spec and operand types (a ResNet's identical layers share
-  them)."""
+  `custom_partitioning` are made once per spec, operand types and default matmul precision, and
+  shared by every program that lowers that convolution (within one program JAX already lowers
+  identical equations once)."""
 
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
@@ -122,9 +123,9 @@ def _auto_partitioned(impl, per_example, per_example_out):
     )
 
   @functools.lru_cache(maxsize=256)
-  def built(spec, avals):
-    """The partitioned call and its constants for operands of these types: traced once for every
-    convolution of this spec and these types, in any program."""
+  def built(spec, avals, default_precision):
+    """The partitioned call and its constants for operands of these types (`default_precision`, which
+    the trace reads, only keys the cache)."""
     closed = jax.make_jaxpr(lambda *a: impl(*a, spec))(*avals)
     count = len(avals)
 
@@ -139,7 +140,7 @@ def _auto_partitioned(impl, per_example, per_example_out):
     return partitioned, closed.consts
 
   def call(spec, *args):
-    partitioned, consts = built(spec, tuple(map(jax.typeof, args)))
+    partitioned, consts = built(spec, tuple(map(jax.typeof, args)), jax.config.jax_default_matmul_precision)
     return partitioned(spec, *args, *consts)
 
   return call

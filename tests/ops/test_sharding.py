@@ -75,9 +75,9 @@ def test_convolution_and_its_gradients_stay_on_their_shards(kind):
   assert assert_data_parallel(jax.grad(loss, 1), (x32, w32), 0, mesh, rtol=2e-3).sharding.is_fully_replicated
 
 
-def test_identical_convolutions_share_one_partitioned_call(monkeypatch):
+def test_programs_share_a_convolutions_partitioned_call(monkeypatch):
   """On an Auto mesh a primitive lowers to a `custom_partitioning` of its kernel, traced once per
-  spec and operand types however many layers and programs use it."""
+  spec and operand types: a second program lowering the same convolutions traces nothing."""
   traced = []
   make_jaxpr = jax.make_jaxpr
   monkeypatch.setattr(jax, "make_jaxpr", lambda fn: traced.append(fn) or make_jaxpr(fn))
@@ -89,8 +89,9 @@ def test_identical_convolutions_share_one_partitioned_call(monkeypatch):
   )
   with jax.set_mesh(mesh):
     assert "custom_call @CustomSPMDPartitioning" in jax.jit(layers).lower(x, w).as_text()
+    first = len(traced)  # 1, or 0 where an earlier test lowered the same convolution
     jax.jit(lambda x, w: 2 * layers(x, w)).lower(x, w)
-  assert len(traced) == 1
+  assert first <= 1 and len(traced) == first
 
 
 LAYERS = {
