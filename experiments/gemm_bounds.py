@@ -119,8 +119,7 @@ def winograd_gemms(out, channels, c_out):
 
 
 def fastest_chunk(gemm, n, reps):
-  """(milliseconds, chunk) of `gemm` at its fastest chunk of 1, 2, 4, ... examples (timed one chunk size at a
-  time: the operands of all of them would not fit in memory for the larger rows)."""
+  """(milliseconds, chunk) of `gemm` at its fastest chunk of 1, 2, 4, ... examples, timed one after another."""
   timed = []
   for chunk in (c for c in (2**i for i in range(n.bit_length())) if n % c == 0):
     fn, args = chunked(gemm, n, chunk)
