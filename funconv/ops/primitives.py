@@ -288,13 +288,20 @@ def _kernel_grad_by_phases(spec, phase):
   return kernel_grad
 
 
+# Each family's forward-convolution input channels, from its bilinear primitive's operand shapes
+# `(a, b)` and spec: what `plan.phase_spec` is given.
+INPUT_CHANNELS = {
+  "funconv_conv": lambda x, w, spec: x[-1],
+  "funconv_conv_input_grad": lambda g, w, spec: w[-2] * spec.groups,
+  "funconv_conv_kernel_grad": lambda x, g, spec: x[-1],
+}
 conv_p, conv_tangent_p, conv_cotangents_p = _bilinear(
   "funconv_conv",
   (algorithms.conv, algorithms.conv_tangent, algorithms.conv_cotangents),
   lambda x, w, spec: (x[0], *spec.out, w[-1]),
   (True, False, True),
   _conv_by_phases,
-  lambda x, w, spec: x[-1],
+  INPUT_CHANNELS["funconv_conv"],
 )
 conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
   "funconv_conv_input_grad",
@@ -302,7 +309,7 @@ conv_input_grad_p, input_grad_tangent_p, input_grad_cotangents_p = _bilinear(
   lambda g, w, spec: (g[0], *spec.in_spatial, w[-2] * spec.groups),
   (True, False, True),
   _input_grad_by_phases,
-  lambda g, w, spec: w[-2] * spec.groups,
+  INPUT_CHANNELS["funconv_conv_input_grad"],
 )
 conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
   "funconv_conv_kernel_grad",
@@ -310,7 +317,7 @@ conv_kernel_grad_p, kernel_grad_tangent_p, kernel_grad_cotangents_p = _bilinear(
   lambda x, g, spec: (*spec.window, x[-1] // spec.groups, g[-1]),
   (True, True, False),
   _kernel_grad_by_phases,
-  lambda x, g, spec: x[-1],
+  INPUT_CHANNELS["funconv_conv_kernel_grad"],
 )
 
 

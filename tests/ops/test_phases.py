@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 import funconv as fc
-from funconv.ops import phases, plan
+from funconv.ops import phases, plan, primitives
 from tests.oracle import native_conv, native_conv_transpose
 from tests.ops.test_conv import assert_close_with_grads
 
@@ -27,8 +27,7 @@ def phase_of(fn, x, w, backend=None):
   JAX's), or None."""
   (eqn,) = [e for e in jax.make_jaxpr(fn)(x, w).eqns if e.primitive.name in BOUND]
   spec = eqn.params["spec"]._replace(backend=backend or jax.default_backend())
-  a, b = (v.aval.shape for v in eqn.invars)
-  channels = b[-2] * spec.groups if eqn.primitive.name == "funconv_conv_input_grad" else a[-1]
+  channels = primitives.INPUT_CHANNELS[eqn.primitive.name](*(v.aval.shape for v in eqn.invars), spec)
   return plan.phase_spec(spec, channels, eqn.invars[0].aval.dtype)
 
 
