@@ -24,14 +24,18 @@ it, none of them, however the rest of its work is arranged, reaches PyTorch on t
 Rows 1-6 by default (row 7's single-channel layer multiplies tap by tap without a GEMM and is
 already ahead of PyTorch). Also times the whole passes of funconv, native and PyTorch as
 bench_torch does (PyTorch's forward under `no_grad`; forward+backward of `sum(y ** 2)`).
-Interleaved medians; prints tables and writes experiments/results/gemm_bounds.json. Needs
-PyTorch (`pip install torch`).
+Then the same for ResNet-20's training step at batch 128 (`step_bound`): every convolution pass the
+step runs at its bound, plus funconv's BatchNorm and Adam, against PyTorch's whole step, interleaved
+with funconv's. Interleaved medians; prints tables and writes experiments/results/gemm_bounds.json.
+Needs PyTorch (`pip install torch`).
 
-    python experiments/gemm_bounds.py             # rows 1-6
-    python experiments/gemm_bounds.py --rows 2 3  # some of them
+    python experiments/gemm_bounds.py                       # rows 1-6 and the step, ~11 min on 2 cores
+    python experiments/gemm_bounds.py --rows 2 3 --no-step  # some rows
+    python experiments/gemm_bounds.py --rows                # the step alone
 """
 
 import argparse
+import collections
 import math
 import os
 import pathlib
@@ -39,11 +43,35 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 from jax import lax
 
+import funconv as fc
 from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, write_results
-from bench_torch import LAYER_ROWS, device_info, layer_passes, set_torch_threads
+from bench_torch import (
+  LAYER_ROWS,
+  device_info,
+  layer_passes,
+  set_torch_threads,
+  to_torch_images,
+  torch,
+  torch_device,
+  torch_step,
+  torch_twin,
+)
+from bench_train import compiled_step
+from funconv import models
 from funconv.ops import winograd
+from profile_step import (
+  adam_update,
+  batch_norm_fwd_bwd,
+  classify,
+  convolution_equations,
+  jax_step,
+  layer_label,
+  step_jaxpr,
+)
 
 TILE = 4  # F(4, 3), the tile plan.winograd_tile picks in 1-D and 2-D float32
 DEFAULT_ROWS = (1, 2, 3, 4, 5, 6)
@@ -127,11 +155,10 @@ def fastest_chunk(gemm, n, reps):
   return min(timed)
 
 
-def bound_row(number, reps):
-  row = ROWS[number]
-  shape, window, c_out, stride, padding, groups, dilation, _ = row
-  ours, _, x, w, _ = make_pair(row)
-  n, channels, out = shape[0], shape[-1], jax.eval_shape(ours, x, w).shape[1:-1]
+def pass_bounds(n, out, window, channels, c_out, stride, reps, dilation=1, groups=1):
+  """Per pass of the convolution of `n` examples to spatial output `out`: the fastest chunk's time of
+  each family's GEMMs (`direct_ms`, `winograd_ms`), the faster one's `bound_gemm`, `bound_chunk` and
+  `searched_ms`; and that GEMM's chunked function and arguments."""
   rank = len(window)
   families = dict(direct=direct_gemms(out, window, channels, c_out, stride))
   if winograd.applies(window, (stride,) * rank, (dilation,) * rank, groups):
@@ -145,6 +172,15 @@ def bound_row(number, reps):
     ms, chunk, gemm = min(searched.values())
     passes[name].update(bound_gemm=gemm._asdict(), bound_chunk=chunk, searched_ms=ms)
     fastest[name] = chunked(gemm, n, chunk)
+  return passes, fastest
+
+
+def bound_row(number, reps):
+  row = ROWS[number]
+  shape, window, c_out, stride, padding, groups, dilation, _ = row
+  ours, _, x, w, _ = make_pair(row)
+  out = jax.eval_shape(ours, x, w).shape[1:-1]
+  passes, fastest = pass_bounds(shape[0], out, window, shape[-1], c_out, stride, reps, dilation, groups)
   # The whole passes and the fastest GEMMs, interleaved (times above are from the search, one at a time).
   whole, flops = layer_passes(row)
   times = interleaved_medians(whole + [lambda f=f, a=a: f(*a) for f, a in fastest.values()], (), reps)
@@ -172,6 +208,78 @@ def bound_row(number, reps):
   return result
 
 
+# The passes each kind of convolution equation in a training step's jaxpr runs.
+PASSES_OF_ROLE = {
+  "forward": ("forward",),
+  "input grad": ("input_grad",),
+  "kernel grad": ("kernel_grad",),
+  "input+kernel grad (fused)": ("input_grad", "kernel_grad"),
+}
+
+
+def step_bound(batch, reps):
+  """ResNet-20's training step (`funconv.train.make_steps`, Adam) at `batch`: a lower bound of its time
+  with funconv's convolution, against PyTorch's whole step and funconv's, interleaved.
+
+  The bound is the sum of every convolution pass the step runs (its jaxpr's equations, as
+  profile_step finds them: the first layer computes no input gradient) at its GEMMs' bound, plus
+  funconv's BatchNorm (forward and backward, each layer timed alone) and Adam update; it leaves out
+  everything else the step does (ReLU, the shortcuts' adds, pooling, the loss). Each part is timed
+  as a call of its own: the time of calling a jitted function that does next to nothing (adding 1 to
+  a scalar) is taken off each, as the whole step pays it once."""
+  model, shape = models.resnet20(), (32, 32, 3)
+  compiled, ts, x, y, _, _ = compiled_step(model, shape, batch, False)
+  jaxpr = step_jaxpr(model, optax.adam(1e-3), ts, x, y, False)
+  twin, _, _ = torch_twin("ResNet-20", model, shape, ts.params, ts.state)  # before the state is donated
+  adam = adam_update(jax.tree.map(jnp.copy, ts.params))
+  counts = collections.Counter()
+  for eqn, times in convolution_equations(jaxpr.jaxpr):
+    _, role, layer = classify(eqn)
+    for name in PASSES_OF_ROLE[role]:
+      counts[layer, eqn.params["spec"].out, name] += times
+  layers, fastest = {}, {}
+  for (layer, out, name), count in counts.items():
+    if (layer, out) not in layers:
+      (n, *_, channels), w, strides = layer
+      passes, fastest[layer, out] = pass_bounds(n, out, w[:-2], channels, w[-1], strides[0], reps)
+      layers[layer, out] = dict(layer=layer_label(layer), passes={k: p | dict(count=0) for k, p in passes.items()})
+    layers[layer, out]["passes"][name]["count"] = count
+  labels = torch.from_numpy(np.array(y)).long().to(torch_device())
+  steps = [
+    jax_step(compiled, ts, x, y),
+    torch_step(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), to_torch_images(x), labels),
+  ]
+  # As for the rows: the fastest GEMMs timed again, interleaved with the whole steps; the faster reading counts.
+  gemms = [(key, name, f, a) for key, by_pass in fastest.items() for name, (f, a) in by_pass.items()]
+  times = interleaved_medians(steps + [lambda f=f, a=a: f(*a) for _, _, f, a in gemms], (), reps)
+  funconv_ms, torch_ms = (t * 1e3 for t in times[:2])
+  for (key, name, _, _), seconds in zip(gemms, times[2:]):
+    timed = layers[key]["passes"][name]
+    timed.update(interleaved_ms=seconds * 1e3, bound_ms=min(seconds * 1e3, timed["searched_ms"]))
+  (call_s,) = interleaved_medians([lambda f=jax.jit(lambda a: a + 1), a=jnp.zeros(()): f(a)], (), reps)
+  work = lambda ms: max(ms - call_s * 1e3, 0.0)
+  conv_ms = sum(p["count"] * work(p["bound_ms"]) for entry in layers.values() for p in entry["passes"].values())
+  bn_counts = collections.Counter(
+    tuple(r["input_shape"]) for r in fc.summary(model, shape, print_fn=None)["rows"] if r["type"] == "BatchNorm"
+  )
+  parts = interleaved_medians([batch_norm_fwd_bwd(s, batch) for s in bn_counts] + [adam], (), reps)
+  batch_norm_ms = sum(count * work(t * 1e3) for count, t in zip(bn_counts.values(), parts))
+  adam_ms = work(parts[-1] * 1e3)
+  bound = conv_ms + batch_norm_ms + adam_ms
+  return dict(
+    model="ResNet-20",
+    batch=batch,
+    layers=[entry | dict(out=out) for (_, out), entry in layers.items()],
+    convolutions_bound_ms=conv_ms,
+    batch_norm_ms=batch_norm_ms,
+    adam_ms=adam_ms,
+    call_ms=call_s * 1e3,
+    bound_ms=bound,
+    step_ms=dict(funconv=funconv_ms, torch=torch_ms),
+    torch_over_bound=torch_ms / bound,
+  )
+
+
 def _cell(times, key):
   return f"{times[key]:.2f}" if key in times else "-"
 
@@ -179,9 +287,17 @@ def _cell(times, key):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
-    "--rows", type=int, nargs="*", choices=LAYER_ROWS, help=f"layer rows to run (default: {DEFAULT_ROWS})"
+    "--rows",
+    type=int,
+    nargs="*",
+    choices=LAYER_ROWS,
+    help=f"layer rows to run (default: {DEFAULT_ROWS}; none with an empty list)",
   )
   parser.add_argument("--reps", type=int, default=15, help="timed runs per function")
+  parser.add_argument(
+    "--step", action=argparse.BooleanOptionalAction, default=True, help="also bound ResNet-20's training step"
+  )
+  parser.add_argument("--batch", type=int, default=128, help="the training step's batch")
   parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "gemm_bounds.json"))
   apply_host_memory = host_memory_option(parser)
   args = parser.parse_args()
@@ -198,7 +314,7 @@ def main():
     "|---|---|---|---|---|---|---|---|"
   )
   results = []
-  for number in args.rows or DEFAULT_ROWS:
+  for number in DEFAULT_ROWS if args.rows is None else args.rows:
     r = bound_row(number, args.reps)
     results.append(r)
     layer = f"{'x'.join(map(str, r['input']))} {'x'.join(map(str, r['window']))}->{r['c_out']} s{r['stride']}"
@@ -221,6 +337,15 @@ def main():
       f"| {r['fwdbwd_torch_ms']:.2f} | {r['fwdbwd_funconv_ms']:.2f} | {r['fwdbwd_bound_ms']:.2f} "
       f"| {r['fwdbwd_torch_over_bound']:.2f} |"
     )
+  step = step_bound(args.batch, args.reps) if args.step else None
+  if step:
+    print(
+      f"\nResNet-20 training step, batch {args.batch}: convolutions at their GEMMs' bound "
+      f"{step['convolutions_bound_ms']:.1f} ms + funconv's BatchNorm {step['batch_norm_ms']:.1f} ms + Adam "
+      f"{step['adam_ms']:.1f} ms = bound {step['bound_ms']:.1f} ms; whole step: funconv "
+      f"{step['step_ms']['funconv']:.1f} ms, PyTorch {step['step_ms']['torch']:.1f} ms "
+      f"(PyTorch/bound {step['torch_over_bound']:.2f})"
+    )
   device["load_average_after"] = os.getloadavg()
   write_results(
     args.out,
@@ -230,6 +355,7 @@ def main():
     device=device,
     reps=args.reps,
     layers=results,
+    step=step,
   )
 
 
