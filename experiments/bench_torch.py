@@ -199,6 +199,11 @@ def to_torch_images(x):
   )
 
 
+def to_torch_labels(y):
+  """Integer class labels as a PyTorch int64 tensor."""
+  return torch.from_numpy(np.array(y)).long().to(torch_device())
+
+
 def torch_twin(name, model, shape, params, state):
   """The PyTorch twin of `model` with funconv's `params`, checked: same parameter count, and the same
   training-mode logits (batch statistics) on a few random images."""
@@ -318,9 +323,7 @@ def bench_steps(batch, reps):
     twin, params, error = torch_twin(name, model, shape, ts.params, ts.state)  # before the state is donated
     optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
     steps = [jax_step(*runs[kind][:4]) for kind in ("funconv", "native")]
-    steps.append(
-      torch_step(twin, optimizer, to_torch_images(x), torch.from_numpy(np.array(y)).long().to(torch_device()))
-    )
+    steps.append(torch_step(twin, optimizer, to_torch_images(x), to_torch_labels(y)))
     times = interleaved_medians(steps, (), reps)
     ips = dict(zip(("funconv", "native", "torch"), (batch / t for t in times)))
     result = dict(

@@ -1,4 +1,4 @@
-"""How fast funconv's convolution could be with its GEMMs alone, against PyTorch's, layer by layer.
+"""How fast funconv's convolution could be with its GEMMs alone, against PyTorch's: by layer and in a step.
 
 For bench_torch's layers (rows of bench_conv's table), times each pass of the convolution
 (forward, input gradient, kernel gradient) as the GEMMs alone that the algorithms funconv's plan
@@ -24,12 +24,11 @@ it, none of them, however the rest of its work is arranged, reaches PyTorch on t
 Rows 1-6 by default (row 7's single-channel layer multiplies tap by tap without a GEMM and is
 already ahead of PyTorch). Also times the whole passes of funconv, native and PyTorch as
 bench_torch does (PyTorch's forward under `no_grad`; forward+backward of `sum(y ** 2)`).
-Then the same for ResNet-20's training step at batch 128 (`step_bound`): every convolution pass the
-step runs at its bound, plus funconv's BatchNorm and Adam, against PyTorch's whole step, interleaved
-with funconv's. Interleaved medians; prints tables and writes experiments/results/gemm_bounds.json.
-Needs PyTorch (`pip install torch`).
+Then ResNet-20's training step at batch 128 (`step_bound`): every convolution pass the step runs at
+its bound, summed, against PyTorch's whole step, interleaved with funconv's. Interleaved medians;
+prints tables and writes experiments/results/gemm_bounds.json. Needs PyTorch (`pip install torch`).
 
-    python experiments/gemm_bounds.py                       # rows 1-6 and the step, ~11 min on 2 cores
+    python experiments/gemm_bounds.py                       # rows 1-6 and the step, ~8 min on 2 cores
     python experiments/gemm_bounds.py --rows 2 3 --no-step  # some rows
     python experiments/gemm_bounds.py --rows                # the step alone
 """
@@ -43,11 +42,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 
-import funconv as fc
 from bench_conv import ROWS, gemm_peak, host_memory_option, interleaved_medians, make_pair, write_results
 from bench_torch import (
   LAYER_ROWS,
@@ -55,8 +52,8 @@ from bench_torch import (
   layer_passes,
   set_torch_threads,
   to_torch_images,
+  to_torch_labels,
   torch,
-  torch_device,
   torch_step,
   torch_twin,
 )
@@ -64,7 +61,8 @@ from bench_train import compiled_step
 from funconv import models
 from funconv.ops import winograd
 from profile_step import (
-  adam_update,
+  SHAPE,
+  batch_norm_counts,
   batch_norm_fwd_bwd,
   classify,
   convolution_equations,
@@ -74,6 +72,7 @@ from profile_step import (
 )
 
 TILE = 4  # F(4, 3), the tile plan.winograd_tile picks in 1-D and 2-D float32
+PASSES = ("forward", "input_grad", "kernel_grad")
 DEFAULT_ROWS = (1, 2, 3, 4, 5, 6)
 
 
@@ -155,16 +154,16 @@ def fastest_chunk(gemm, n, reps):
   return min(timed)
 
 
-def pass_bounds(n, out, window, channels, c_out, stride, reps, dilation=1, groups=1):
-  """Per pass of the convolution of `n` examples to spatial output `out`: the fastest chunk's time of
-  each family's GEMMs (`direct_ms`, `winograd_ms`), the faster one's `bound_gemm`, `bound_chunk` and
-  `searched_ms`; and that GEMM's chunked function and arguments."""
+def pass_bounds(n, out, window, channels, c_out, stride, reps, dilation=1, groups=1, names=PASSES):
+  """Per pass in `names` of the convolution of `n` examples to spatial output `out`: the fastest
+  chunk's time of each family's GEMMs (`direct_ms`, `winograd_ms`), the faster one's `bound_gemm`,
+  `bound_chunk` and `searched_ms`; and that GEMM's chunked function and arguments."""
   rank = len(window)
   families = dict(direct=direct_gemms(out, window, channels, c_out, stride))
   if winograd.applies(window, (stride,) * rank, (dilation,) * rank, groups):
     families["winograd"] = {name: [gemm] for name, gemm in winograd_gemms(out, channels, c_out).items()}
   passes, fastest = {}, {}
-  for name in families["direct"]:
+  for name in names:
     searched = {
       family: min(fastest_chunk(g, n, reps) + (g,) for g in gemms[name]) for family, gemms in families.items()
     }
@@ -218,36 +217,35 @@ PASSES_OF_ROLE = {
 
 
 def step_bound(batch, reps):
-  """ResNet-20's training step (`funconv.train.make_steps`, Adam) at `batch`: a lower bound of its time
-  with funconv's convolution, against PyTorch's whole step and funconv's, interleaved.
+  """ResNet-20's training step (`funconv.train.make_steps`, Adam) at `batch`: every convolution pass
+  it runs (its jaxpr's equations, as profile_step finds them: the first layer computes no input
+  gradient) at its GEMMs' bound, summed, a lower bound of the time funconv's convolutions take in
+  the step; against PyTorch's whole step and funconv's, interleaved. The difference to PyTorch's
+  step is what a funconv step as fast would leave for everything else: the work around the GEMMs,
+  BatchNorm, ReLU, the shortcuts, pooling, the dense layer, the loss and Adam. funconv's BatchNorm
+  (forward and backward, each shape timed alone, times its layers) is reported beside it.
 
-  The bound is the sum of every convolution pass the step runs (its jaxpr's equations, as
-  profile_step finds them: the first layer computes no input gradient) at its GEMMs' bound, plus
-  funconv's BatchNorm (forward and backward, each layer timed alone) and Adam update; it leaves out
-  everything else the step does (ReLU, the shortcuts' adds, pooling, the loss). Each part is timed
-  as a call of its own: the time of calling a jitted function that does next to nothing (adding 1 to
-  a scalar) is taken off each, as the whole step pays it once."""
-  model, shape = models.resnet20(), (32, 32, 3)
-  compiled, ts, x, y, _, _ = compiled_step(model, shape, batch, False)
+  Each part is timed as a call of its own: the time of calling a jitted function that adds 1 to a
+  scalar is taken off each."""
+  model = models.resnet20()
+  compiled, ts, x, y, _, _ = compiled_step(model, SHAPE, batch, False)
   jaxpr = step_jaxpr(model, optax.adam(1e-3), ts, x, y, False)
-  twin, _, _ = torch_twin("ResNet-20", model, shape, ts.params, ts.state)  # before the state is donated
-  adam = adam_update(jax.tree.map(jnp.copy, ts.params))
-  counts = collections.Counter()
+  twin, _, _ = torch_twin("ResNet-20", model, SHAPE, ts.params, ts.state)  # before the state is donated
+  counts = collections.defaultdict(collections.Counter)  # (layer, out) -> {pass: count}
   for eqn, times in convolution_equations(jaxpr.jaxpr):
     _, role, layer = classify(eqn)
     for name in PASSES_OF_ROLE[role]:
-      counts[layer, eqn.params["spec"].out, name] += times
+      counts[layer, eqn.params["spec"].out][name] += times
   layers, fastest = {}, {}
-  for (layer, out, name), count in counts.items():
-    if (layer, out) not in layers:
-      (n, *_, channels), w, strides = layer
-      passes, fastest[layer, out] = pass_bounds(n, out, w[:-2], channels, w[-1], strides[0], reps)
-      layers[layer, out] = dict(layer=layer_label(layer), passes={k: p | dict(count=0) for k, p in passes.items()})
-    layers[layer, out]["passes"][name]["count"] = count
-  labels = torch.from_numpy(np.array(y)).long().to(torch_device())
+  for (layer, out), by_pass in counts.items():
+    (n, *_, channels), w, strides = layer
+    passes, fastest[layer, out] = pass_bounds(n, out, w[:-2], channels, w[-1], strides[0], reps, names=tuple(by_pass))
+    layers[layer, out] = dict(
+      layer=layer_label(layer), out=out, passes={k: p | dict(count=by_pass[k]) for k, p in passes.items()}
+    )
   steps = [
     jax_step(compiled, ts, x, y),
-    torch_step(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), to_torch_images(x), labels),
+    torch_step(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), to_torch_images(x), to_torch_labels(y)),
   ]
   # As for the rows: the fastest GEMMs timed again, interleaved with the whole steps; the faster reading counts.
   gemms = [(key, name, f, a) for key, by_pass in fastest.items() for name, (f, a) in by_pass.items()]
@@ -257,26 +255,21 @@ def step_bound(batch, reps):
     timed = layers[key]["passes"][name]
     timed.update(interleaved_ms=seconds * 1e3, bound_ms=min(seconds * 1e3, timed["searched_ms"]))
   (call_s,) = interleaved_medians([lambda f=jax.jit(lambda a: a + 1), a=jnp.zeros(()): f(a)], (), reps)
-  work = lambda ms: max(ms - call_s * 1e3, 0.0)
-  conv_ms = sum(p["count"] * work(p["bound_ms"]) for entry in layers.values() for p in entry["passes"].values())
-  bn_counts = collections.Counter(
-    tuple(r["input_shape"]) for r in fc.summary(model, shape, print_fn=None)["rows"] if r["type"] == "BatchNorm"
-  )
-  parts = interleaved_medians([batch_norm_fwd_bwd(s, batch) for s in bn_counts] + [adam], (), reps)
-  batch_norm_ms = sum(count * work(t * 1e3) for count, t in zip(bn_counts.values(), parts))
-  adam_ms = work(parts[-1] * 1e3)
-  bound = conv_ms + batch_norm_ms + adam_ms
+  less_call = lambda ms: max(ms - call_s * 1e3, 0.0)
+  bound = sum(p["count"] * less_call(p["bound_ms"]) for entry in layers.values() for p in entry["passes"].values())
+  bn_counts = batch_norm_counts(model, SHAPE)
+  bn_times = interleaved_medians([batch_norm_fwd_bwd(s, batch) for s in bn_counts], (), reps)
+  batch_norm = [dict(input=s, count=count, ms=less_call(t * 1e3)) for (s, count), t in zip(bn_counts.items(), bn_times)]
   return dict(
     model="ResNet-20",
     batch=batch,
-    layers=[entry | dict(out=out) for (_, out), entry in layers.items()],
-    convolutions_bound_ms=conv_ms,
-    batch_norm_ms=batch_norm_ms,
-    adam_ms=adam_ms,
+    layers=list(layers.values()),
     call_ms=call_s * 1e3,
-    bound_ms=bound,
+    convolutions_bound_ms=bound,
     step_ms=dict(funconv=funconv_ms, torch=torch_ms),
     torch_over_bound=torch_ms / bound,
+    batch_norm=batch_norm,
+    batch_norm_ms=sum(b["count"] * b["ms"] for b in batch_norm),
   )
 
 
@@ -309,12 +302,14 @@ def main():
     f"GEMM peak (2048^3 float32 matmul): {peak:.0f} GFLOP/s; jax {jax.__version__}; {device['jax_cores']} cores; "
     f"load average {device['load_average_before'][0]:.2f}; medians of {args.reps} interleaved runs\n"
   )
-  print(
-    "| # | layer | pass | direct GEMM ms | Winograd GEMMs ms | chunk | fastest, interleaved ms | bound ms |\n"
-    "|---|---|---|---|---|---|---|---|"
-  )
+  rows = DEFAULT_ROWS if args.rows is None else args.rows
+  if rows:
+    print(
+      "| # | layer | pass | direct GEMM ms | Winograd GEMMs ms | chunk | fastest, interleaved ms | bound ms |\n"
+      "|---|---|---|---|---|---|---|---|"
+    )
   results = []
-  for number in DEFAULT_ROWS if args.rows is None else args.rows:
+  for number in rows:
     r = bound_row(number, args.reps)
     results.append(r)
     layer = f"{'x'.join(map(str, r['input']))} {'x'.join(map(str, r['window']))}->{r['c_out']} s{r['stride']}"
@@ -324,11 +319,12 @@ def main():
         f"| {times['bound_chunk']} | {times['interleaved_ms']:.2f} | {times['bound_ms']:.2f} |",
         flush=True,
       )
-  print(
-    "\n| # | fwd PyTorch ms (GFLOP/s) | fwd funconv ms | fwd native ms | fwd bound ms | fwd PyTorch/bound "
-    "| fwd+bwd PyTorch ms | fwd+bwd funconv ms | fwd+bwd bound ms | fwd+bwd PyTorch/bound |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
-  )
+  if rows:
+    print(
+      "\n| # | fwd PyTorch ms (GFLOP/s) | fwd funconv ms | fwd native ms | fwd bound ms | fwd PyTorch/bound "
+      "| fwd+bwd PyTorch ms | fwd+bwd funconv ms | fwd+bwd bound ms | fwd+bwd PyTorch/bound |\n"
+      "|---|---|---|---|---|---|---|---|---|---|"
+    )
   for r in results:
     print(
       f"| {r['row']} | {r['fwd_torch_ms']:.2f} ({r['forward_gflop'] / r['fwd_torch_ms'] * 1e3:.0f}) "
@@ -340,11 +336,10 @@ def main():
   step = step_bound(args.batch, args.reps) if args.step else None
   if step:
     print(
-      f"\nResNet-20 training step, batch {args.batch}: convolutions at their GEMMs' bound "
-      f"{step['convolutions_bound_ms']:.1f} ms + funconv's BatchNorm {step['batch_norm_ms']:.1f} ms + Adam "
-      f"{step['adam_ms']:.1f} ms = bound {step['bound_ms']:.1f} ms; whole step: funconv "
-      f"{step['step_ms']['funconv']:.1f} ms, PyTorch {step['step_ms']['torch']:.1f} ms "
-      f"(PyTorch/bound {step['torch_over_bound']:.2f})"
+      f"\nResNet-20 training step, batch {args.batch}: its convolution passes at their GEMMs' bound "
+      f"{step['convolutions_bound_ms']:.1f} ms; whole step: PyTorch {step['step_ms']['torch']:.1f} ms "
+      f"(PyTorch/bound {step['torch_over_bound']:.2f}), funconv {step['step_ms']['funconv']:.1f} ms; "
+      f"funconv's BatchNorm timed alone {step['batch_norm_ms']:.1f} ms"
     )
   device["load_average_after"] = os.getloadavg()
   write_results(

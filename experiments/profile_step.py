@@ -40,7 +40,6 @@ import resource
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
 from jax.extend import core
@@ -184,6 +183,12 @@ def batch_norm_fwd_bwd(shape, batch):
   return lambda: grads(params, x)
 
 
+def batch_norm_counts(model, shape):
+  """`{input shape: number of BatchNorm layers}` of `model` on `shape` inputs."""
+  rows = fc.summary(model, shape, print_fn=None)["rows"]
+  return collections.Counter(tuple(r["input_shape"]) for r in rows if r["type"] == "BatchNorm")
+
+
 def adam_update(params):
   """Zero-argument: Adam's update and its application to `params`, on random gradients."""
   optimizer = optax.adam(1e-3)
@@ -304,11 +309,11 @@ def main():
   adam = adam_update(jax.tree.map(jnp.copy, ts.params))
   steps = {kind: jax_step(*runs[kind][:4]) for kind in kinds}
   if torch is not None:
-    from bench_torch import set_torch_threads, to_torch_images, torch_step, torch_twin
+    from bench_torch import set_torch_threads, to_torch_images, to_torch_labels, torch_step, torch_twin
 
     set_torch_threads()
     twin, _, _ = torch_twin("ResNet-20", model, SHAPE, ts.params, ts.state)
-    labels = torch.from_numpy(np.array(y)).long()
+    labels = to_torch_labels(y)
     steps["torch"] = torch_step(twin, torch.optim.Adam(twin.parameters(), lr=1e-3), to_torch_images(x), labels)
   print(
     f"ResNet-20 training step (forward, backward, Adam), batch {args.batch}; jax {jax.__version__}"
@@ -319,9 +324,7 @@ def main():
   whole = dict(zip(steps, (t * 1e3 for t in interleaved_medians(list(steps.values()), (), args.reps))))
   faults = {kind: page_faults_per_step(step, args.reps) for kind, step in steps.items()}
   convolutions = convolution_parts(jaxprs, args.reps)
-  bn_counts = collections.Counter(
-    tuple(r["input_shape"]) for r in fc.summary(model, SHAPE, print_fn=None)["rows"] if r["type"] == "BatchNorm"
-  )
+  bn_counts = batch_norm_counts(model, SHAPE)
   bn_ms = interleaved_medians([batch_norm_fwd_bwd(shape, args.batch) for shape in bn_counts], (), args.reps)
   batch_norms = {shape: (count, t * 1e3) for (shape, count), t in zip(bn_counts.items(), bn_ms)}
   (adam_s,) = interleaved_medians([adam], (), args.reps)
