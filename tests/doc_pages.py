@@ -63,7 +63,9 @@ def run_page(page, workdir):
   linked = not experiments.exists()
   if linked:
     experiments.symlink_to(ROOT / "experiments", target_is_directory=True)
-  env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+  # As on a reader's machine: without the simulated devices the tests' conftest adds for the data-parallel tests.
+  flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", os.environ.get("XLA_FLAGS", "")).strip()
+  env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "XLA_FLAGS": flags}
   try:
     return subprocess.run(
       [sys.executable, __file__, "--exec", str(pathlib.Path(page).resolve())],

@@ -3,7 +3,9 @@
 (Outside `funconv/`, which must never reach `lax.conv_general_dilated`.)
 """
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 import funconv as fc
@@ -37,3 +39,22 @@ def native_conv_transpose(x, w, strides, padding, dilation):
     padding = [(padding, padding)] * rank
   y = lax.conv_transpose(x3, w, strides, padding, dilation, LAYOUTS[rank])
   return y.reshape(*batch, *y.shape[1:])
+
+
+def sum_error_bound(terms, dtype=jnp.float32, growth=1.0):
+  """A bound on the rounding error of a floating-point sum of `terms` products, relative to the largest result:
+  `growth * terms * eps`. Higham's worst case (*Accuracy and Stability of Numerical Algorithms*, 2nd ed., eq. 3.4)
+  is `terms * eps` times the sum of the products' magnitudes, which for the tests' random normal data is up to
+  about `sqrt(terms)` times the largest result, while rounding errors of random sign grow as `sqrt(terms) * eps`:
+  this bound holds both with room. `growth` is for algorithms that round more (Winograd's F(4, 3): 10 in 2-D,
+  Barabasz et al. 2018). Two results of one sum in other orders (devices, chunks, algorithms) are within twice
+  the bound of each other."""
+  return growth * terms * float(jnp.finfo(dtype).eps)
+
+
+def assert_close_to_largest(got, want, bound):
+  """Every leaf of `got` within `bound` of `want`'s, relative to the largest absolute value of that leaf of `want`."""
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    error, largest = float(np.max(np.abs(a - b), initial=0.0)), float(np.max(np.abs(b), initial=0.0))
+    assert error <= bound * largest, f"error {error:.3g} > {bound:.3g} x the largest value {largest:.3g}"

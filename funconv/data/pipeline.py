@@ -56,14 +56,14 @@ def num_batches(num_examples, batch_size, drop_remainder=True):
   return num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
 
 
-def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=True, start=0):
+def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=True, start=0, pad=False, rows=None):
   """Yield `(x_batch, y_batch)` NumPy arrays for one epoch, from batch number `start` on.
 
   Batch `i` holds the examples `epoch_order(N, seed, epoch, shuffle)[i B:(i + 1) B]`.
 
   Args:
     x: the inputs `(N, ...)`, an array indexable by an integer array (a NumPy array).
-    y: the targets `(N, ...)`, likewise.
+    y: the integer labels `(N,)`, likewise.
     batch_size: `B`, an int >= 1.
     seed: the run's seed (default 0).
     epoch: the epoch number (default 0): each epoch has its own order.
@@ -71,10 +71,16 @@ def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=T
     drop_remainder: True (default) drops the last partial batch, so every batch has `B` examples
       (one compiled step); False yields it.
     start: the first batch number to yield (default 0), to resume mid-epoch.
+    pad: with `drop_remainder=False`, fill the last partial batch up to `B` with padding examples:
+      the input of the batch's first example and the label -1, which `make_steps`' metrics leave
+      out (default False).
+    rows: a `slice` of each batch's rows: only those examples are read and yielded (default None:
+      all). A process of a multi-host run reads its share of every global batch this way.
 
   Yields:
-    `(x[idx], y[idx])`, `(B, ...)` each (fewer examples in a last partial batch), of `x`'s and `y`'s
-    dtypes; `num_batches(N, B, drop_remainder) - start` of them.
+    `(x[idx], y[idx])`, `(B, ...)` each (fewer examples in an unpadded last partial batch; the
+    `rows` of them where given), of `x`'s and `y`'s dtypes; `num_batches(N, B, drop_remainder) -
+    start` of them.
 
   Raises:
     ValueError: (on the first `next`) `x` and `y` of different lengths, or `batch_size < 1`.
@@ -85,6 +91,10 @@ def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=T
     >>> x, y = np.zeros((10, 8, 8, 1), np.float32), np.arange(10)
     >>> [yb.tolist() for _, yb in fc.data.batches(x, y, 4, shuffle=False, drop_remainder=False)]
     [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    >>> [yb.tolist() for _, yb in fc.data.batches(x, y, 4, shuffle=False, drop_remainder=False, pad=True)][-1]
+    [8, 9, -1, -1]
+    >>> [yb.tolist() for _, yb in fc.data.batches(x, y, 4, shuffle=False, rows=slice(2, 4))]
+    [[2, 3], [6, 7]]
     >>> [xb.shape for xb, _ in fc.data.batches(x, y, 4, seed=0, epoch=3)]
     [(4, 8, 8, 1), (4, 8, 8, 1)]
     >>> resumed = [yb.tolist() for _, yb in fc.data.batches(x, y, 4, seed=0, epoch=3, start=1)]
@@ -98,4 +108,9 @@ def batches(x, y, batch_size, *, seed=0, epoch=0, shuffle=True, drop_remainder=T
   order = epoch_order(len(x), seed, epoch, shuffle)
   for i in range(start, num_batches(len(x), batch_size, drop_remainder)):
     idx = order[i * batch_size : (i + 1) * batch_size]
-    yield x[idx], y[idx]
+    padding = batch_size - len(idx) if pad else 0
+    idx = np.concatenate([idx, np.full(padding, -1)])[slice(None) if rows is None else rows]
+    real = idx >= 0
+    read = np.where(real, idx, order[i * batch_size])
+    xb, yb = x[read], y[read]
+    yield xb, yb if real.all() else np.where(real, yb, -1).astype(yb.dtype)

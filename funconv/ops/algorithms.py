@@ -134,6 +134,11 @@ def over_chunks(fn, chunk, arrays, zeros=()):
   n = arrays[0].shape[0]
   if chunk >= n:
     return fn(*arrays)
+  # Under shard_map a sum of per-device chunks varies over the devices the arrays vary over, and
+  # scan's carry must keep one type: the zeros start varying as the sum comes out.
+  varying = tuple(frozenset().union(*(jax.typeof(a).mat.varying for a in arrays)))
+  if varying:
+    zeros = jax.tree.map(lambda z: lax.pcast(z, varying, to="varying"), zeros)
   stacked = [a.reshape(n // chunk, chunk, *a.shape[1:]) for a in arrays]
 
   def body(total, chunk_arrays):

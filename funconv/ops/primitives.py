@@ -91,8 +91,15 @@ def _auto_partitioned(impl, per_example, per_example_out):
 
   def shardings(mesh, arg_shapes, result_shape):
     n = next(a.shape[0] for a, batched in zip(arg_shapes, per_example) if batched)
+    # The first batched operand split over the mesh decides; a replicated one (its sharding possibly a
+    # GSPMDSharding, which has no spec) is sliced to match on each device, never gathered.
     axes = next(
-      a.sharding.spec[0] if len(a.sharding.spec) else None for a, batched in zip(arg_shapes, per_example) if batched
+      (
+        a.sharding.spec[0]
+        for a, batched in zip(arg_shapes, per_example)
+        if batched and isinstance(a.sharding, NamedSharding) and len(a.sharding.spec) and a.sharding.spec[0]
+      ),
+      None,
     )
     if axes is not None and n % math.prod(mesh.shape[a] for a in (axes if isinstance(axes, tuple) else (axes,))):
       axes = None

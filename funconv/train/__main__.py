@@ -9,10 +9,13 @@ import math
 import pathlib
 import sys
 
+import jax
+
 from funconv import data as datasets
 from funconv.data.augment import augmenter
 from funconv.host_memory import reuse_host_memory
 from funconv.models import MODELS
+from funconv.train import distributed
 from funconv.train.loop import fit, validation_size
 from funconv.train.optimizers import OPTIMIZERS, make_optimizer
 
@@ -33,7 +36,10 @@ def run(argv=None):
   `--epochs` (15), `--batch-size` (64), `--lr` (2e-3), `--optimizer` (`sgd`, `adam`, default,
   or `adamw`), `--schedule` (`cosine`, default, decaying over the run's steps, or `constant`),
   `--clip` (global gradient norm), `--label-smoothing` (0), `--patience` (None), `--seed` (0),
-  `--out` (`out`), `--resume`, `--no-progress`. The optimizer is `make_optimizer`'s; the run is
+  `--out` (`out`), `--resume`, `--no-progress`, `--devices` (the first N devices; default all),
+  and for a run of several processes `--coordinator-address HOST:PORT`, `--num-processes`,
+  `--process-id` (`jax.distributed.initialize`'s; without them JAX detects SLURM, Open MPI,
+  Kubernetes and Cloud TPU itself). The optimizer is `make_optimizer`'s; the run is
   `fit` with 10% of the training set held out for validation, writing to `--out`.
 
   Args:
@@ -80,6 +86,12 @@ def run(argv=None):
   parser.add_argument("--out", default="out", help="directory for checkpoints, curves.png and metrics.json")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  parser.add_argument("--devices", type=int, default=None, help="train on the first N devices (default: all)")
+  parser.add_argument(
+    "--coordinator-address", default=None, help="HOST:PORT of process 0, to join a run of several processes"
+  )
+  parser.add_argument("--num-processes", type=int, default=None, help="the number of processes of the run")
+  parser.add_argument("--process-id", type=int, default=None, help="this process's index in [0, --num-processes)")
   args = parser.parse_args(argv)
   for flag, value, ok, need in (
     ("--epochs", args.epochs, args.epochs >= 1, "an int >= 1"),
@@ -89,23 +101,31 @@ def run(argv=None):
     ("--label-smoothing", args.label_smoothing, 0 <= args.label_smoothing <= 1, "in [0, 1]"),
     ("--patience", args.patience, args.patience is None or args.patience >= 0, "an int >= 0"),
     ("--seed", args.seed, args.seed >= 0, "an int >= 0"),
+    ("--devices", args.devices, args.devices is None or args.devices >= 1, "an int >= 1"),
+    ("--num-processes", args.num_processes, args.num_processes is None or args.num_processes >= 1, "an int >= 1"),
+    ("--process-id", args.process_id, args.process_id is None or args.process_id >= 0, "an int >= 0"),
     ("--out", args.out, not pathlib.Path(args.out).exists() or pathlib.Path(args.out).is_dir(), "a directory"),
   ):
     if not ok:
       parser.error(f"{flag} must be {need}, got {value}")
 
   try:
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    mesh = distributed.data_mesh(args.devices)
+    distributed.check_batch_size(mesh, args.batch_size, "funconv-train: --batch-size")
     data = datasets.load(args.dataset, args.data_dir, download=args.download)
-  except (OSError, ValueError) as err:
+  except (OSError, ValueError, RuntimeError) as err:
     sys.exit(f"funconv-train: {err}")
+  say = print if distributed.is_main_process() else lambda *a, **k: None
   cifar = args.dataset.startswith("cifar")
   model = MODELS[args.model](num_classes=data.num_classes)
   train_examples = len(data.x_train) - validation_size(len(data.x_train), VAL_FRACTION)
   steps = args.epochs * (train_examples // args.batch_size)
   optimizer = make_optimizer(args.optimizer, args.lr, steps, clip=args.clip, schedule=args.schedule)
-  print(
+  say(
     f"funconv-train: {args.model} on {args.dataset} ({len(data.x_train)} train / {len(data.x_test)} test, "
-    f"{'x'.join(map(str, data.x_train.shape[1:]))}), {args.optimizer} lr {args.lr}, {args.epochs} epochs"
+    f"{'x'.join(map(str, data.x_train.shape[1:]))}), {args.optimizer} lr {args.lr}, {args.epochs} epochs, "
+    f"{mesh.size} device{'s' * (mesh.size > 1)} in {jax.process_count()} process{'es' * (jax.process_count() > 1)}"
   )
   try:
     _, report = fit(
@@ -123,10 +143,11 @@ def run(argv=None):
       normalize=CIFAR_MEAN_STD.get(args.dataset),
       resume=args.resume,
       progress=not args.no_progress,
+      mesh=mesh,
     )
   except FloatingPointError as err:
     sys.exit(f"funconv-train: {err}")
-  print(
+  say(
     f"test accuracy: {report['test_accuracy']:.4f} (top-5 {report['test_top_k_accuracy']:.4f}); "
     f"curves in {args.out}/curves.png, metrics in {args.out}/metrics.json"
   )

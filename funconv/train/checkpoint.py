@@ -27,8 +27,18 @@ def _is_key(leaf):
 
 
 def _leaves(tree):
-  """Leaves as NumPy arrays; PRNG keys as their raw key data."""
-  return [np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf) for leaf in jax.tree.leaves(tree)]
+  """Leaves as NumPy arrays; PRNG keys as their raw key data. An array replicated over the devices of
+  several processes is read from this process's copy."""
+
+  def host(leaf):
+    leaf = jax.random.key_data(leaf) if _is_key(leaf) else leaf
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      if not leaf.is_fully_replicated:
+        raise ValueError(f"save: an array sharded over several processes ({leaf.sharding}) cannot be saved to .npz")
+      leaf = leaf.addressable_data(0)
+    return np.asarray(leaf)
+
+  return [host(leaf) for leaf in jax.tree.leaves(tree)]
 
 
 def previous(path):

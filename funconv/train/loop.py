@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import sys
 import time
 
 import jax
@@ -10,14 +11,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from funconv.data.pipeline import batches, num_batches
-from funconv.train import checkpoint
+from funconv.train import checkpoint, distributed
 from funconv.train.steps import init_train_state, make_steps
 
 
-def _evaluate(eval_step, ts, x, y, batch_size):
+def _evaluate(eval_step, ts, x, y, batch_size, mesh):
+  """Exact metrics of `(x, y)` over all processes: every batch full and split over the devices, the last one
+  padded with examples that are not counted."""
   totals = None
-  for xb, yb in batches(x, y, batch_size, shuffle=False, drop_remainder=False):
-    m = eval_step(ts, xb, yb)
+  rows = distributed.process_rows(mesh, batch_size)
+  for xb, yb in batches(x, y, batch_size, shuffle=False, drop_remainder=False, pad=True, rows=rows):
+    m = eval_step(ts, *distributed.place_batch(mesh, batch_size, xb, yb))
     totals = m if totals is None else jax.tree.map(lambda a, b: a + b, totals, m)
   totals = {k: float(v) for k, v in totals.items()}
   return dict(
@@ -71,9 +75,9 @@ def _split(data, val_fraction, seed):
 
 
 def _train_epoch(
-  train_step, ts, train, position, *, epochs, batch_size, seed, ckpt_path, checkpoint_every, progress, steps_left
+  train_step, ts, train, position, *, epochs, batch_size, seed, mesh, ckpt_path, checkpoint_every, progress, steps_left
 ):
-  """One epoch's steps from `position` (mid-epoch after a resume), with a progress bar and mid-epoch checkpoints.
+  """One epoch's steps from `position` (mid-epoch after a resume), with progress reports and mid-epoch checkpoints.
 
   Returns `(ts, running, steps_run)`, `running` the summed loss, correct count and count; stops after `steps_left`
   steps (None: no limit). A non-finite loss raises `FloatingPointError` naming the step and the last checkpoint.
@@ -83,34 +87,70 @@ def _train_epoch(
   steps_per_epoch = num_batches(len(x_train), batch_size)
   running = position["running"] or dict(loss=0.0, correct=0.0, count=0.0)
   steps_run, start = 0, time.perf_counter()
-  with tqdm(
-    total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
-  ) as bar:
+  rows = distributed.process_rows(mesh, batch_size)
+  with _Progress(progress, steps_per_epoch, first, f"epoch {epoch + 1}/{epochs}") as bar:
     for b, (xb, yb) in enumerate(
-      batches(x_train, y_train, batch_size, seed=seed, epoch=epoch, start=first), start=first
+      batches(x_train, y_train, batch_size, seed=seed, epoch=epoch, start=first, rows=rows), start=first
     ):
-      ts, m = train_step(ts, xb, yb)
+      ts, m = train_step(ts, *distributed.place_batch(mesh, batch_size, xb, yb))
       loss = float(m["loss"]) / float(m["count"])
       if not math.isfinite(loss):
+        last = ckpt_path if ckpt_path.exists() else "none: no checkpoint was written yet"
         raise FloatingPointError(
           f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1} (step {int(ts.step)}); "
-          f"stopped. The last good checkpoint is {ckpt_path} (epoch {position['epoch']}, batch {position['batch']})."
+          f"stopped. The last good checkpoint is {last} (epoch {position['epoch']}, batch {position['batch']})."
         )
       for k in running:
         running[k] += float(m[k])
       steps_run += 1
-      bar.update(1)
-      bar.set_postfix(
+      bar.update(
         loss=f"{running['loss'] / running['count']:.4f}",
         acc=f"{running['correct'] / running['count']:.3f}",
         img_s=f"{(b + 1 - first) * batch_size / (time.perf_counter() - start):.0f}",
       )
       if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
         position = dict(position, epoch=epoch, batch=b + 1, running=running)
-        checkpoint.save(ckpt_path, ts, position)
+        _save(ckpt_path, ts, position)
       if steps_left is not None and steps_run >= steps_left:
         break
   return ts, running, steps_run
+
+
+class _Progress:
+  """A live tqdm bar where stderr is a terminal; elsewhere (a log file, as under SLURM) a line every
+  `LOG_SECONDS`, not the bar's carriage-return updates at every step. Silent outside process 0."""
+
+  LOG_SECONDS = 30.0
+
+  def __init__(self, progress, total, initial, desc):
+    self.on = progress and distributed.is_main_process()
+    self.live = self.on and sys.stderr.isatty()
+    self.total, self.done, self.desc, self.logged = total, initial, desc, time.perf_counter()
+    self.bar = tqdm(total=total, initial=initial, desc=desc, leave=False) if self.live else None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    if self.bar is not None:
+      self.bar.close()
+
+  def update(self, **postfix):
+    self.done += 1
+    if self.bar is not None:
+      self.bar.update(1)
+      self.bar.set_postfix(**postfix)
+    elif self.on and time.perf_counter() - self.logged >= self.LOG_SECONDS:
+      self.logged = time.perf_counter()
+      fields = "  ".join(f"{k.replace('_', '/')} {v}" for k, v in postfix.items())
+      print(f"{self.desc}  step {self.done}/{self.total}  {fields}", flush=True)
+
+
+def _save(path, ts, position):
+  """`checkpoint.save` by process 0, the others waiting until the file is complete (they read it on resume)."""
+  if distributed.is_main_process():
+    checkpoint.save(path, ts, position)
+  distributed.barrier(f"checkpoint {path}")
 
 
 def _early_stopping(position, record, ts, best_path, patience):
@@ -119,19 +159,19 @@ def _early_stopping(position, record, ts, best_path, patience):
   best, bad = position["best"], position["bad_epochs"] + 1
   if record["val_accuracy"] > best:
     best, bad = record["val_accuracy"], 0
-    checkpoint.save(best_path, ts, dict(epoch=record["epoch"]))
+    _save(best_path, ts, dict(epoch=record["epoch"]))
   position = dict(
     epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad, running=None
   )
   return position, patience is not None and bad > patience
 
 
-def _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_path):
+def _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_path):
   """The best state (read back from `best_path`: the training step donates its buffers) and the report of its test
-  metrics; writes `out/metrics.json` and `out/curves.png`."""
+  metrics; process 0 writes `out/metrics.json` and `out/curves.png`."""
   best = checkpoint.load_latest(best_path, ts)
-  best_ts = ts if best is None else best[0]
-  test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size)
+  best_ts = ts if best is None else distributed.replicate(mesh, best[0])
+  test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size, mesh)
   report = dict(
     history=position["history"],
     test_loss=test["loss"],
@@ -140,10 +180,13 @@ def _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_
     best_val_accuracy=position["best"],
     epochs_run=position["epoch"],
     stopped_early=stopped_early,
+    devices=mesh.size,
+    processes=jax.process_count(),
   )
-  (out / "metrics.json").write_text(json.dumps(report, indent=2))
-  if position["history"]:
-    _plot(position["history"], out / "curves.png")
+  if distributed.is_main_process():
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    if position["history"]:
+      _plot(position["history"], out / "curves.png")
   return best_ts, report
 
 
@@ -165,12 +208,14 @@ def fit(
   checkpoint_every=None,
   progress=True,
   max_steps=None,
+  mesh=None,
 ):
   """Train `model` on `data` and evaluate it: returns `(train_state, report)`.
 
   Per epoch: one pass over the training split, shuffled by `(seed, epoch)`, in batches of
   `batch_size` (the last partial batch dropped), through `make_steps`' `train_step`, with a tqdm
-  bar showing loss, accuracy and images/s; evaluation on the validation split (`val_fraction`
+  bar showing loss, accuracy and images/s where stderr is a terminal (elsewhere, as in a log
+  file, a line every 30 s); evaluation on the validation split (`val_fraction`
   of the training set, fixed by `seed`; the test set where `val_fraction` is 0); a checkpoint
   `out_dir/checkpoint.npz` (also every `checkpoint_every` steps within an epoch); the best
   validation accuracy's state in `out_dir/best.npz`; early stopping once validation accuracy
@@ -183,6 +228,13 @@ def fit(
   warning), and reproduces the uninterrupted run bit for bit on CPU; with no checkpoint it
   starts afresh. `max_steps` stops after that many training steps of this call (for tests and
   benchmarks), with no evaluation, test metrics or files beyond the checkpoints written so far.
+
+  Data parallel: the steps run on `mesh` (default: every device JAX sees, in every process),
+  each global batch of `batch_size` split over its `"data"` axis, the train state replicated, so
+  that N devices compute what one device computes for the same global batch (BatchNorm's
+  statistics and dropout masks included), to float rounding. In a run of several processes
+  (`funconv.train.distributed.initialize`), each reads only its devices' rows of every batch;
+  process 0 alone prints and writes the files, and every process returns the same result.
 
   Args:
     model: a funconv `Layer` mapping one example `data.x_train.shape[1:]` to `(num_classes,)`
@@ -206,17 +258,20 @@ def fit(
     checkpoint_every: also checkpoint every this many steps within an epoch (default None).
     progress: show the progress bar and print a line per epoch (default True).
     max_steps: stop after this many training steps (default None: no limit).
+    mesh: a mesh with a `"data"` axis (`funconv.train.distributed.data_mesh(n)` for the first `n`
+      devices; default None: all of them).
 
   Returns:
     `(train_state, report)`. `train_state` is the best epoch's `TrainState` (the last one with
     `max_steps`). `report` is a dict: `history` (one dict per epoch: `epoch`, `train_loss`,
     `train_accuracy`, `val_loss`, `val_accuracy`, `seconds`), `test_loss`, `test_accuracy`,
-    `test_top_k_accuracy` (top 5), `best_val_accuracy`, `epochs_run` and `stopped_early`, as in
-    `metrics.json`; with `max_steps` reached, only `history` and `stopped_at_step`.
+    `test_top_k_accuracy` (top 5), `best_val_accuracy`, `epochs_run`, `stopped_early`, `devices`
+    and `processes`, as in `metrics.json`; with `max_steps` reached, only `history` and `stopped_at_step`.
 
   Raises:
-    ValueError: `batch_size` is larger than the training split; with `resume`, the checkpoints
-      are damaged or hold another model's state.
+    ValueError: `batch_size` is larger than the training split or does not divide over the mesh's
+      devices (before anything is compiled); with `resume`, the checkpoints are damaged or hold
+      another model's state.
     FloatingPointError: the training loss became NaN or infinite, naming the step and the last
       good checkpoint (left intact).
 
@@ -243,17 +298,20 @@ def fit(
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   ckpt_path, best_path = out / "checkpoint.npz", out / "best.npz"
+  mesh = distributed.data_mesh() if mesh is None else mesh
+  distributed.check_batch_size(mesh, batch_size)
   train, (x_val, y_val) = _split(data, val_fraction, seed)
   if num_batches(len(train[0]), batch_size) == 0:
     raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(train[0])} examples)")
   train_step, eval_step = make_steps(
-    model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing
+    model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing, mesh=mesh
   )
   ts = init_train_state(model, optimizer, train[0].shape[1:], seed)
   position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
   restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
   if restored is not None:
     ts, position = restored
+  ts = distributed.replicate(mesh, ts)
 
   stopped_early, steps_run = False, 0
   while position["epoch"] < epochs and not stopped_early:
@@ -266,6 +324,7 @@ def fit(
       epochs=epochs,
       batch_size=batch_size,
       seed=seed,
+      mesh=mesh,
       ckpt_path=ckpt_path,
       checkpoint_every=checkpoint_every,
       progress=progress,
@@ -274,7 +333,7 @@ def fit(
     steps_run += n
     if max_steps is not None and steps_run >= max_steps:
       return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
-    val = _evaluate(eval_step, ts, x_val, y_val, batch_size)
+    val = _evaluate(eval_step, ts, x_val, y_val, batch_size, mesh)
     record = dict(
       epoch=position["epoch"] + 1,
       train_loss=running["loss"] / running["count"],
@@ -284,11 +343,11 @@ def fit(
       seconds=time.perf_counter() - start,
     )
     position, stopped_early = _early_stopping(position, record, ts, best_path, patience)
-    checkpoint.save(ckpt_path, ts, position)
-    if progress:
+    _save(ckpt_path, ts, position)
+    if progress and distributed.is_main_process():
       print(
         f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
         f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)",
         flush=True,
       )
-  return _report(eval_step, ts, data, batch_size, position, stopped_early, out, best_path)
+  return _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_path)

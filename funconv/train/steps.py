@@ -8,6 +8,7 @@ import optax
 
 from funconv.batching import batched
 from funconv.data.augment import normalize as normalize_images
+from funconv.train import distributed
 
 
 class TrainState(NamedTuple):
@@ -103,7 +104,9 @@ def cross_entropy(logits, labels, label_smoothing=0.0):
 def top_k_correct(logits, labels, k=1):
   """Per example, 1.0 if the label is among the `k` largest logits, else 0.0 (top-k accuracy's terms).
 
-  Ties are broken by `jax.lax.top_k` (the lower index first).
+  Ties are broken as `jax.lax.top_k` breaks them (the lower index first): the label's rank is the
+  number of logits above its own plus those equal to it at a lower index. Counted elementwise, so
+  that a batch split over devices is never gathered (XLA's partitioner gathers `top_k`'s operand).
 
   Args:
     logits: `(*batch, K)` scores.
@@ -120,11 +123,13 @@ def top_k_correct(logits, labels, k=1):
     >>> fc.train.top_k_correct(logits, labels).tolist(), fc.train.top_k_correct(logits, labels, k=2).tolist()
     ([0.0, 1.0], [1.0, 1.0])
   """
-  top = jax.lax.top_k(logits, k)[1]
-  return jnp.any(top == labels[..., None], axis=-1).astype(jnp.float32)
+  own = jnp.take_along_axis(logits, labels[..., None], axis=-1)
+  before = jax.lax.broadcasted_iota(labels.dtype, logits.shape, logits.ndim - 1) < labels[..., None]
+  rank = jnp.sum((logits > own) | ((logits == own) & before), axis=-1)
+  return (rank < k).astype(jnp.float32)
 
 
-def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothing=0.0, top_k=5):
+def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothing=0.0, top_k=5, mesh=None):
   """`(train_step, eval_step)` for `model` (a funconv layer) and an optax `optimizer`, both jit-compiled.
 
   - `train_step(train_state, images, labels) -> (train_state, metrics)`: splits the state's key,
@@ -138,9 +143,15 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
 
   `images` is `(N, *example_shape)` (e.g. `(N, H, W, C)` float), `labels` `(N,)` integer class
   indices. `metrics` is a dict of float32 scalars holding sums over the batch, `loss` (of the
-  per-example cross-entropies), `correct` (top-1) and `top_k_correct`, and the batch size
-  `count`, so that epoch totals are exact whatever the batch sizes: divide by `count`. Each new
-  batch shape compiles the steps again.
+  per-example cross-entropies), `correct` (top-1) and `top_k_correct`, and the number of examples
+  `count`, so that epoch totals are exact whatever the batch sizes: divide by `count`. A negative
+  label marks a padding example, left out of every sum (`fit` pads a last partial evaluation batch
+  so that every batch splits over the devices). Each new batch shape compiles the steps again.
+
+  With a `mesh` (`funconv.train.distributed.data_mesh`), both steps are compiled for it: the
+  batch's leading axis sharded over `"data"`, the train state and the metrics replicated, so that
+  XLA's partitioner splits the work by examples and sums the gradients, BatchNorm's statistics and
+  the metrics over the devices; the results are those of one device on the same global batch.
 
   Args:
     model: a funconv `Layer` whose output is `(num_classes,)` logits per example.
@@ -150,6 +161,7 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
     normalize: None (default) or `(mean, std)`, per channel, for `funconv.data.normalize`.
     label_smoothing: the training loss's label smoothing, in [0, 1] (default 0.0).
     top_k: the `k` of `top_k_correct`, capped at the number of classes (default 5).
+    mesh: None (default: compiled for the arrays' own placement) or a mesh with a `"data"` axis.
 
   Returns:
     `(train_step, eval_step)`, jitted functions.
@@ -173,12 +185,13 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
     return images if normalize is None else normalize_images(images, *normalize)
 
   def metrics(logits, labels, losses):
-    k = min(top_k, logits.shape[-1])
+    k, counted = min(top_k, logits.shape[-1]), labels >= 0
+    total = lambda v: jnp.sum(jnp.where(counted, v.astype(jnp.float32), 0.0))
     return dict(
-      loss=jnp.sum(losses),
-      correct=jnp.sum(top_k_correct(logits, labels, 1)),
-      top_k_correct=jnp.sum(top_k_correct(logits, labels, k)),
-      count=jnp.float32(labels.shape[0]),
+      loss=total(losses),
+      correct=total(top_k_correct(logits, labels, 1)),
+      top_k_correct=total(top_k_correct(logits, labels, k)),
+      count=total(jnp.ones(labels.shape)),
     )
 
   def train_step(ts, images, labels):
@@ -201,4 +214,10 @@ def make_steps(model, optimizer, *, augment=None, normalize=None, label_smoothin
     logits, _ = apply(ts.params, ts.state, prepare(images), train=False)
     return metrics(logits, labels, cross_entropy(logits, labels))
 
-  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+  if mesh is None:
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+  state, batch = distributed.replicated(mesh), distributed.batch_sharding(mesh)
+  return (
+    jax.jit(train_step, in_shardings=(state, batch, batch), out_shardings=(state, state), donate_argnums=0),
+    jax.jit(eval_step, in_shardings=(state, batch, batch), out_shardings=state),
+  )

@@ -1,0 +1,183 @@
+"""Data-parallel training: `fit` and `funconv-train` on a mesh of 4 simulated CPU devices (tests/conftest.py) and in
+2 real processes of 2 devices each on 127.0.0.1, against one device."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import funconv as fc
+from funconv.train import distributed
+from funconv.train.__main__ import run as cli
+from funconv.train.loop import _evaluate
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EPS32 = float(jnp.finfo(jnp.float32).eps)
+TIMEOUT = 240  # seconds for one multi-process run (each of its processes compiles on these 2 cores)
+
+
+def bn_dropout_cnn():
+  """BatchNorm and dropout, no bias before a BatchNorm (its gradient would be rounding noise)."""
+  return fc.serial(
+    fc.Conv(8, (3, 3), padding="SAME", use_bias=False),
+    fc.BatchNorm(),
+    fc.Relu,
+    fc.Dropout(0.3),
+    fc.Flatten,
+    fc.Dense(10),
+  )
+
+
+def assert_close_to_largest(got, want, bound):
+  """Every leaf within `bound` of `want`, relative to `want`'s largest absolute value."""
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert np.max(np.abs(a - b)) <= bound * np.max(np.abs(b)), (np.max(np.abs(a - b)), np.max(np.abs(b)))
+
+
+def one_step(mesh, batch=64):
+  net, optimizer = bn_dropout_cnn(), optax.sgd(0.1)
+  train_step, _ = fc.train.make_steps(net, optimizer, mesh=mesh)
+  ts = distributed.replicate(mesh, fc.train.init_train_state(net, optimizer, (8, 8, 1)))
+  data = fc.data.digits()
+  images, labels = distributed.place_batch(mesh, batch, data.x_train[:batch], data.y_train[:batch])
+  return train_step, (ts, images, labels)
+
+
+def test_a_training_step_on_four_devices_is_the_one_device_step():
+  """BatchNorm's statistics over the global batch and the same dropout masks: the 4-device step is the 1-device step
+  up to float32 sums taken in another order. A sum of n terms is within n eps of its largest partial sums (Higham's
+  bound); the longest sum is the kernel gradient's, over 64 examples x 8 x 8 positions."""
+  results = {}
+  for n in (1, 4):
+    train_step, args = one_step(distributed.data_mesh(n))
+    results[n] = train_step(*args)
+  new_ts = {n: r[0] for n, r in results.items()}
+  assert_close_to_largest(new_ts[4].params, new_ts[1].params, 64 * 8 * 8 * EPS32)
+  assert_close_to_largest(new_ts[4].state, new_ts[1].state, 64 * 8 * 8 * EPS32)
+  assert_close_to_largest(results[4][1], results[1][1], 64 * 8 * 8 * EPS32)
+  assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(results[4]))
+
+
+def test_the_compiled_step_keeps_activations_on_their_devices():
+  train_step, args = one_step(distributed.data_mesh(4))
+  hlo = train_step.lower(*args).compile().as_text()
+  assert "all-gather" not in hlo and "all-reduce" in hlo  # the gradients and statistics are summed, nothing gathered
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_fails_before_compiling(tmp_path):
+  with pytest.raises(ValueError, match="batch_size 30 does not divide over the 4 devices"):
+    fc.train.fit(bn_dropout_cnn(), fc.data.digits(), optax.sgd(0.1), batch_size=30, out_dir=tmp_path, progress=False)
+  assert not any(tmp_path.iterdir())
+  with pytest.raises(SystemExit, match="--batch-size"):
+    cli(["--batch-size", "30", "--out", str(tmp_path), "--no-progress"])
+  with pytest.raises(ValueError, match=r"devices must be in \[1, 4\]"):
+    distributed.data_mesh(5)
+
+
+def test_fit_on_four_devices_reaches_the_one_device_result(tmp_path):
+  reports = {
+    n: fc.train.fit(
+      bn_dropout_cnn(),
+      fc.data.digits(),
+      optax.adam(1e-2),
+      epochs=2,
+      batch_size=64,
+      out_dir=tmp_path / str(n),
+      progress=False,
+      mesh=distributed.data_mesh(n),
+    )[1]
+    for n in (1, 4)
+  }
+  assert reports[4]["devices"] == 4 and reports[1]["devices"] == 1
+  assert reports[4]["test_loss"] == pytest.approx(reports[1]["test_loss"], rel=1e-3)
+  assert reports[4]["test_accuracy"] == pytest.approx(reports[1]["test_accuracy"], abs=1 / 359)
+
+
+def test_evaluation_counts_every_example_once_whatever_the_device_count(tmp_path):
+  """359 test images in batches of 64 on 4 devices: the last batch is padded, and the padding is not counted."""
+  data = fc.data.digits()
+  net = fc.serial(fc.Flatten, fc.Dense(10))
+  _, eval_step = fc.train.make_steps(net, optax.sgd(0.1), mesh=distributed.data_mesh(4))
+  ts = distributed.replicate(distributed.data_mesh(4), fc.train.init_train_state(net, optax.sgd(0.1), (8, 8, 1)))
+  metrics = _evaluate(eval_step, ts, data.x_test, data.y_test, 64, distributed.data_mesh(4))
+  logits, _ = fc.batched(net.apply)(ts.params, ts.state, jnp.asarray(data.x_test))
+  expected = float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(data.y_test)))
+  assert metrics["accuracy"] == pytest.approx(expected, abs=0.5 / 359)
+
+
+def test_the_command_line_on_four_devices(tmp_path, capsys):
+  report = cli(["--epochs", "1", "--devices", "4", "--out", str(tmp_path), "--no-progress"])
+  assert report["devices"] == 4 and json.loads((tmp_path / "metrics.json").read_text())["devices"] == 4
+  assert "4 devices in 1 process" in capsys.readouterr().out
+
+
+def test_a_log_file_gets_lines_not_a_bar(tmp_path):
+  """stdout and stderr not a terminal (as under SLURM): no carriage-return updates, a line per epoch."""
+  out = subprocess.run(
+    [sys.executable, "-m", "funconv.train", "--epochs", "2", "--out", str(tmp_path)],
+    capture_output=True,
+    text=True,
+    timeout=TIMEOUT,
+    cwd=ROOT,
+    env=dict(os.environ, XLA_FLAGS=""),
+  )
+  assert out.returncode == 0, out.stderr
+  assert "\r" not in out.stdout + out.stderr
+  assert sum(line.startswith("epoch ") for line in out.stdout.splitlines()) == 2
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def run_processes(out_dir, num_processes, devices_each, *args):
+  """`funconv-train` in `num_processes` real processes of `devices_each` simulated CPU devices on 127.0.0.1, joined
+  by JAX's distributed runtime; every one killed if the run outlives `TIMEOUT`."""
+  port = free_port()
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_each}")
+  command = [sys.executable, "-m", "funconv.train", "--out", str(out_dir), "--no-progress", *args]
+  if num_processes > 1:
+    command += ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(num_processes)]
+  procs = [
+    subprocess.Popen(
+      command + (["--process-id", str(i)] if num_processes > 1 else []),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      cwd=ROOT,
+      env=env,
+    )
+    for i in range(num_processes)
+  ]
+  try:
+    outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        os.kill(p.pid, 9)
+        p.wait()
+  for p, output in zip(procs, outputs):
+    assert p.returncode == 0, output
+  return outputs, json.loads((out_dir / "metrics.json").read_text())
+
+
+def test_two_processes_of_two_devices_reach_the_one_device_result(tmp_path):
+  """The bar's comparison: the default model, 3 epochs, global batch 64, seed 0."""
+  args = ("--epochs", "3", "--batch-size", "64")
+  outputs, two_by_two = run_processes(tmp_path / "2x2", 2, 2, *args)
+  _, one = run_processes(tmp_path / "1x1", 1, 1, *args)
+  assert (two_by_two["devices"], two_by_two["processes"]) == (4, 2)
+  assert two_by_two["test_loss"] == pytest.approx(one["test_loss"], rel=1e-3)
+  assert two_by_two["test_accuracy"] == pytest.approx(one["test_accuracy"], abs=1 / 359)
+  assert "test accuracy" in outputs[0] and "test accuracy" not in outputs[1]  # process 0 alone prints
