@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import funconv as fc
+from tests.oracle import assert_close_to_largest, sum_error_bound
 
 
 def test_serial_reads_like_stax_and_threads_state():
@@ -60,7 +61,8 @@ def test_per_example_grads_equal_single_example_grads():
   grads = fc.per_example_grads(loss)(params, xs, labels)
   for i in (0, 4):
     one = jax.grad(loss)(params, xs[i], labels[i])
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-6), grads, one)
+    # One example's gradient by two programs; no sum in it is longer than the example's 6 x 6 x 2 values.
+    assert_close_to_largest(jax.tree.map(lambda a: a[i], grads), one, 2 * sum_error_bound(6 * 6 * 2))
 
 
 def test_small_cnn_programs_have_no_native_convolution():

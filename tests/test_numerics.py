@@ -94,19 +94,28 @@ def test_layers_are_nan_free_forward_and_backward(layer, shape):
   assert_finite(forward_and_backward(layer, jax.random.normal(jax.random.key(2), (2, *shape))))
 
 
-MODELS = [  # the smallest configuration of each builder; (id, model, input shape of one example)
-  ("small_cnn", models.small_cnn(), (8, 8, 1)),
-  ("lenet5", models.lenet5(), (28, 28, 1)),
-  ("alexnet", models.alexnet(num_classes=10), (63, 63, 3)),  # its smallest input
-  ("vgg11", models.vgg(CONFIGS[11], 10, classifier_width=32), (32, 32, 3)),  # VGG-11's convolutions
-  ("resnet_basic", models.resnet(basic_block, (1, 1, 1, 1), 10), (32, 32, 3)),  # ResNet-18/34's blocks
-  ("resnet_bottleneck", models.resnet(bottleneck_block, (1, 1, 1, 1), 10), (32, 32, 3)),  # ResNet-50/101/152's
-  ("cifar_resnet8", models.cifar_resnet(8), (32, 32, 3)),  # ResNet-20 to 110's
-  ("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3)),
+# The smallest configuration of each builder; (id, model, input shape of one example). The four largest (8-17 s
+# each on 2 cores) run under `-m slow`: each of their layers is checked above, and tests/models runs each of them
+# forward in training and evaluation (finite outputs) and traces its gradient.
+def model_case(name, net, shape, slow=False):
+  return pytest.param(net, shape, id=name, marks=[pytest.mark.slow] if slow else [])
+
+
+MODELS = [
+  model_case("small_cnn", models.small_cnn(), (8, 8, 1)),
+  model_case("lenet5", models.lenet5(), (28, 28, 1)),
+  model_case("alexnet", models.alexnet(num_classes=10), (63, 63, 3), slow=True),  # its smallest input
+  model_case("vgg11", models.vgg(CONFIGS[11], 10, classifier_width=32), (32, 32, 3), slow=True),
+  model_case("resnet_basic", models.resnet(basic_block, (1, 1, 1, 1), 10), (32, 32, 3)),  # ResNet-18/34's blocks
+  model_case(  # ResNet-50/101/152's blocks
+    "resnet_bottleneck", models.resnet(bottleneck_block, (1, 1, 1, 1), 10), (32, 32, 3), slow=True
+  ),
+  model_case("cifar_resnet8", models.cifar_resnet(8), (32, 32, 3)),  # ResNet-20 to 110's
+  model_case("mobilenet_v1", models.mobilenet_v1(num_classes=10, width_multiplier=0.25), (32, 32, 3), slow=True),
 ]
 
 
-@pytest.mark.parametrize("net,shape", [case[1:] for case in MODELS], ids=[case[0] for case in MODELS])
+@pytest.mark.parametrize("net,shape", MODELS)
 def test_zoo_models_are_nan_free_forward_and_backward(net, shape):
   assert_finite(forward_and_backward(net, jax.random.normal(jax.random.key(2), (2, *shape))))
 

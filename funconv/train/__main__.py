@@ -36,10 +36,10 @@ def run(argv=None):
   `--epochs` (15), `--batch-size` (64), `--lr` (2e-3), `--optimizer` (`sgd`, `adam`, default,
   or `adamw`), `--schedule` (`cosine`, default, decaying over the run's steps, or `constant`),
   `--clip` (global gradient norm), `--label-smoothing` (0), `--patience` (None), `--seed` (0),
-  `--out` (`out`), `--resume`, `--no-progress`, `--devices` (the first N devices; default all),
-  and for a run of several processes `--coordinator-address HOST:PORT`, `--num-processes`,
-  `--process-id` (`jax.distributed.initialize`'s; without them JAX detects SLURM, Open MPI,
-  Kubernetes and Cloud TPU itself). The optimizer is `make_optimizer`'s; the run is
+  `--out` (`out`), `--resume`, `--checkpoint-every` (steps), `--no-progress`, `--devices` (the
+  first N devices; default all), and for a run of several processes `--coordinator-address
+  HOST:PORT`, `--num-processes`, `--process-id` (`jax.distributed.initialize`'s; without them JAX
+  detects SLURM, Open MPI, Kubernetes and Cloud TPU itself). The optimizer is `make_optimizer`'s; the run is
   `fit` with 10% of the training set held out for validation, writing to `--out`.
 
   Args:
@@ -85,6 +85,9 @@ def run(argv=None):
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="out", help="directory for checkpoints, curves.png and metrics.json")
   parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+  parser.add_argument(
+    "--checkpoint-every", type=int, default=None, help="also checkpoint every N steps within an epoch"
+  )
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--devices", type=int, default=None, help="train on the first N devices (default: all)")
   parser.add_argument(
@@ -101,6 +104,12 @@ def run(argv=None):
     ("--label-smoothing", args.label_smoothing, 0 <= args.label_smoothing <= 1, "in [0, 1]"),
     ("--patience", args.patience, args.patience is None or args.patience >= 0, "an int >= 0"),
     ("--seed", args.seed, args.seed >= 0, "an int >= 0"),
+    (
+      "--checkpoint-every",
+      args.checkpoint_every,
+      args.checkpoint_every is None or args.checkpoint_every >= 1,
+      "an int >= 1",
+    ),
     ("--devices", args.devices, args.devices is None or args.devices >= 1, "an int >= 1"),
     ("--num-processes", args.num_processes, args.num_processes is None or args.num_processes >= 1, "an int >= 1"),
     ("--process-id", args.process_id, args.process_id is None or args.process_id >= 0, "an int >= 0"),
@@ -142,6 +151,7 @@ def run(argv=None):
       augment=augmenter(crop_padding=4, flip=True) if cifar else None,
       normalize=CIFAR_MEAN_STD.get(args.dataset),
       resume=args.resume,
+      checkpoint_every=args.checkpoint_every,
       progress=not args.no_progress,
       mesh=mesh,
     )

@@ -25,6 +25,14 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None):
 
   Returns:
     None.
+
+  Raises:
+    ValueError, RuntimeError: as `jax.distributed.initialize`, where any argument is given (e.g.
+      after JAX has computed already, or with a `process_id` out of range).
+
+  Examples:
+    >>> from funconv.train.distributed import initialize
+    >>> initialize()                               # no cluster here: one process, nothing to join
   """
   if jax.distributed.is_initialized():
     return
@@ -75,17 +83,34 @@ def data_mesh(devices=None):
 
 
 def batch_sharding(mesh):
-  """The sharding of a global batch: its leading axis split over `"data"`."""
+  """The sharding of a global batch: its leading axis split over `"data"`, the others whole.
+
+  Examples:
+    >>> from funconv.train.distributed import batch_sharding, data_mesh
+    >>> batch_sharding(data_mesh(1)).spec
+    P('data',)
+  """
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
 def replicated(mesh):
-  """The sharding of the params, optimiser state and metrics: a full copy on every device."""
+  """The sharding of the params, optimiser state and metrics: a full copy on every device of `mesh`.
+
+  Examples:
+    >>> from funconv.train.distributed import data_mesh, replicated
+    >>> replicated(data_mesh(1)).is_fully_replicated
+    True
+  """
   return NamedSharding(mesh, P())
 
 
 def check_batch_size(mesh, batch_size, who="fit"):
-  """A `ValueError` unless the global `batch_size` splits evenly over the mesh's devices."""
+  """Raise a `ValueError` (its message starting with `who`) unless `batch_size` splits evenly over `mesh`'s devices.
+
+  Examples:
+    >>> from funconv.train.distributed import check_batch_size, data_mesh
+    >>> check_batch_size(data_mesh(1), 50)                  # one device takes any batch
+  """
   if batch_size % mesh.size:
     raise ValueError(
       f"{who}: the global batch_size {batch_size} does not divide over the {mesh.size} devices of the mesh; "
@@ -94,9 +119,25 @@ def check_batch_size(mesh, batch_size, who="fit"):
 
 
 def process_rows(mesh, batch_size):
-  """The rows of a global batch of `batch_size` that this process's devices hold: a `slice`.
+  """The rows of a global batch that this process's devices of `mesh` hold.
 
-  Each process loads only these rows and places them with `place_batch`.
+  Each process loads only these rows of every batch (e.g. `funconv.data.batches(..., rows=...)`)
+  and places them with `place_batch`.
+
+  Args:
+    mesh: a mesh with a `"data"` axis (`data_mesh`).
+    batch_size: the global batch size, a multiple of `mesh.size`.
+
+  Returns:
+    A `slice` of `range(batch_size)`: all of it in a run of one process.
+
+  Raises:
+    ValueError: `batch_size` does not divide over the devices.
+
+  Examples:
+    >>> from funconv.train.distributed import data_mesh, process_rows
+    >>> process_rows(data_mesh(1), 64)
+    slice(0, 64, None)
   """
   check_batch_size(mesh, batch_size)
   rows = [s[0] for s in batch_sharding(mesh).addressable_devices_indices_map((batch_size,)).values()]
@@ -105,13 +146,49 @@ def process_rows(mesh, batch_size):
 
 
 def place_batch(mesh, batch_size, *local):
-  """Global arrays `(batch_size, ...)` sharded over `"data"`, from this process's rows (`process_rows`) of each."""
+  """Global arrays of `batch_size` examples, sharded over `"data"`, from this process's rows of each.
+
+  Args:
+    mesh: a mesh with a `"data"` axis.
+    batch_size: the global batch size `B`.
+    *local: arrays `(rows, ...)` holding this process's `process_rows(mesh, B)` of the batch
+      (NumPy or JAX arrays).
+
+  Returns:
+    A tuple of `jax.Array`s `(B, ...)`, one per `local` array, placed with
+    `jax.make_array_from_process_local_data` and `batch_sharding(mesh)`.
+
+  Examples:
+    >>> import numpy as np
+    >>> from funconv.train.distributed import data_mesh, place_batch
+    >>> x, y = place_batch(data_mesh(1), 8, np.zeros((8, 4, 4, 1), np.float32), np.arange(8))
+    >>> x.shape, x.sharding.spec, y.shape
+    ((8, 4, 4, 1), P('data',), (8,))
+  """
   sharding = batch_sharding(mesh)
   return tuple(jax.make_array_from_process_local_data(sharding, a, (batch_size, *np.shape(a)[1:])) for a in local)
 
 
 def replicate(mesh, tree):
-  """`tree` (arrays and typed PRNG keys, equal in every process) as global arrays replicated over `mesh`."""
+  """`tree` as global arrays replicated over `mesh`: a copy on every device of every process.
+
+  Args:
+    mesh: a mesh.
+    tree: a pytree of arrays and typed PRNG keys (e.g. a `TrainState`), equal in every process;
+      a leaf that is already a global array is read from this process's first copy of it.
+
+  Returns:
+    The same pytree of `jax.Array`s with `replicated(mesh)` sharding (keys stay keys).
+
+  Examples:
+    >>> import jax, optax
+    >>> import funconv as fc
+    >>> from funconv.train.distributed import data_mesh, replicate
+    >>> ts = fc.train.init_train_state(fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1), (8, 8, 1))
+    >>> placed = replicate(data_mesh(1), ts)
+    >>> all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(placed))
+    True
+  """
   sharding = replicated(mesh)
 
   def place(leaf):
@@ -124,11 +201,22 @@ def replicate(mesh, tree):
 
 
 def barrier(name):
-  """Wait until every process reaches the barrier `name` (nothing to wait for in a run of one process)."""
+  """Wait until every process reaches the barrier `name` (nothing to wait for in a run of one process).
+
+  Examples:
+    >>> from funconv.train.distributed import barrier
+    >>> barrier("checkpoint written")
+  """
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
 
 
 def is_main_process():
-  """True in process 0, the one that prints and writes the run's files."""
+  """True in process 0, the one that prints and writes the run's files (always, in a run of one process).
+
+  Examples:
+    >>> from funconv.train.distributed import is_main_process
+    >>> is_main_process()
+    True
+  """
   return jax.process_index() == 0

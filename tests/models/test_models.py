@@ -1,7 +1,5 @@
 """The model zoo: exact parameter counts, shape inference without running, training, no native conv."""
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,10 +52,15 @@ def test_lenet5_count_and_both_input_sizes():
   assert fc.summary(models.lenet5(activation="relu", pooling="max"), (32, 32, 1), print_fn=None)["params"] == 61_706
 
 
-def test_resnet50_summary_is_fast_and_counts_4_1_gmacs(capsys):
-  start = time.perf_counter()
+def test_resnet50_summary_counts_4_1_gmacs_without_running(capsys, monkeypatch):
+  real = fc.ops.conv
+
+  def abstract_only(x, *args, **kwargs):
+    assert isinstance(x, jax.core.Tracer), "summary ran a convolution on concrete arrays"
+    return real(x, *args, **kwargs)
+
+  monkeypatch.setattr(fc.ops, "conv", abstract_only)
   info = fc.summary(models.resnet50(), IMAGENET)
-  assert time.perf_counter() - start < 5
   assert 4.0e9 < info["macs"] < 4.2e9
   table = capsys.readouterr().out
   assert "(56, 56, 256)" in table and "(7, 7, 2048)" in table

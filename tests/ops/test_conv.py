@@ -9,13 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from jax.test_util import check_grads
 
 import funconv as fc
 from tests.oracle import native_conv, native_conv_transpose
 
 from funconv.ops import plan, winograd
+from tests.sweep import examples
 
 PADDINGS = ["VALID", "SAME", "SAME_LOWER", "CIRCULAR", "REFLECT", "CAUSAL", "int", "pairs"]
 
@@ -155,13 +156,13 @@ def run_conv(cfg):
     )
 
 
-@settings(max_examples=250)
+@examples(250)
 @given(conv_configs())
 def test_conv_matches_native_forward_and_gradients(cfg):
   run_conv(cfg)
 
 
-@settings(max_examples=80)
+@examples(80)
 @given(conv_configs(transpose=True))
 def test_conv_transpose_matches_native_forward_and_gradients(cfg):
   x, w, key = arrays(cfg, transpose=True)

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from jax import lax
 
 import funconv as fc
+from tests.sweep import examples
 
 LAYOUTS_2D = [
   None,
@@ -58,7 +59,7 @@ def general_configs(draw):
   )
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(general_configs())
 def test_drop_in_matches_lax(cfg):
   lhs, rhs, kwargs = cfg

@@ -7,13 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from jax.test_util import check_grads
 
 import funconv as fc
 from funconv.ops import phases, plan, primitives
 from tests.oracle import native_conv, native_conv_transpose
 from tests.ops.test_conv import assert_close_with_grads
+from tests.sweep import examples
 
 PADDINGS = ["VALID", "SAME", "CIRCULAR", "REFLECT", "pairs"]
 BOUND = ("funconv_conv", "funconv_conv_input_grad")
@@ -92,7 +93,7 @@ def configs(draw):
   )
 
 
-@settings(max_examples=25, deadline=None)
+@examples(25)
 @given(configs())
 def test_phases_match_native_forward_and_gradients(cfg):
   rng = np.random.default_rng(cfg["seed"])

@@ -6,10 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from jax import lax
 
 import funconv as fc
+from tests.sweep import examples
 
 
 def native_pool(x, init, reducer, window, strides, padding):
@@ -47,7 +48,7 @@ def value_and_grad_of_cos(f, x):
   return y, vjp(jnp.cos(y))[0]
 
 
-@settings(max_examples=60)
+@examples(60)
 @given(pool_configs())
 def test_pools_match_reduce_window(cfg):
   x, window, strides, padding = cfg

@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from jax.test_util import check_grads
 
 import funconv as fc
 from tests.oracle import native_conv
 from funconv.ops import plan
 from tests.ops.test_conv import assert_close_with_grads, chunk_bytes
+from tests.sweep import examples
 
 PADDINGS = ["VALID", "SAME", "CIRCULAR", "REFLECT", "pairs"]
 
@@ -49,7 +50,7 @@ def configs(draw):
   )
 
 
-@settings(max_examples=40, deadline=None)
+@examples(40)
 @given(configs())
 def test_winograd_matches_native_forward_and_gradients(cfg):
   rng = np.random.default_rng(cfg["seed"])

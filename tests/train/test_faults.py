@@ -30,7 +30,6 @@ from funconv.train import checkpoint
 from tests.train.test_train import tiny_data, tiny_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-KILLS = 50  # SIGKILLs that must land, in all
 PAUSE = 0.02  # seconds a child sleeps before each fsync and rename of a write the parent aims a kill at
 TIMEOUT = 120  # seconds without a word from a child before the test gives up on it
 
@@ -198,16 +197,18 @@ FILES = {
 }
 
 
-def test_runs_killed_at_random_resume_bit_for_bit(server, uninterrupted, tmp_path):
-  """SIGKILL children at random until `KILLS` kills have landed; after each, the newest complete checkpoint loads
+# SIGKILLs that must land, in all: 50 under `-m slow`, 6 in the default run (about 20 s on 2 cores).
+@pytest.mark.parametrize("kills_wanted", [6, pytest.param(50, marks=pytest.mark.slow)])
+def test_runs_killed_at_random_resume_bit_for_bit(server, uninterrupted, tmp_path, kills_wanted):
+  """SIGKILL children at random until `kills_wanted` kills have landed; after each, the newest complete checkpoint loads
   (without falling back); each run, resumed until a child finishes, ends with the uninterrupted run's bits."""
   rng = np.random.default_rng(0)
   template = train.init_train_state(tiny_model(), optax.adam(1e-2), (6, 6, 1), 0)
   kills, rounds = collections.Counter(), 0
-  while kills.total() < KILLS:
+  while kills.total() < kills_wanted:
     out, newest = tmp_path / f"run{rounds}", None  # newest: the step of the newest complete checkpoint.npz
     while True:
-      pause, trigger = random_kill(rng) if kills.total() < KILLS else (0.0, lambda words: None)
+      pause, trigger = random_kill(rng) if kills.total() < kills_wanted else (0.0, lambda words: None)
       code, writing, saved = supervise(server, out, pause, trigger)
       if code == 0:
         break
@@ -233,7 +234,7 @@ def test_runs_killed_at_random_resume_bit_for_bit(server, uninterrupted, tmp_pat
   print(
     f"{kills.total()} SIGKILLs landed ({dict(kills)}) in {rounds} runs, each resumed to the uninterrupted run's bits"
   )
-  assert kills["inside a checkpoint write"] >= KILLS // 5
+  assert kills["inside a checkpoint write"] >= kills_wanted // 5
 
 
 def test_resuming_past_a_damaged_checkpoint_falls_back_and_reproduces_the_run(server, uninterrupted, tmp_path):
