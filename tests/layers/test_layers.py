@@ -6,9 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 
 import funconv as fc
+from tests.sweep import examples
 
 # (name, constructor from a drawn channel count, spatial rank it needs or None for any)
 LAYERS = {
@@ -58,7 +59,7 @@ def example_inputs(shape, batch, seed):
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
-@settings(max_examples=2)
+@examples(2, default=1)  # one layer configuration each in the default run
 @given(data=st.data())
 def test_layer_contract(name, data):
   layer, shape, seed = data.draw(layer_cases(name))
