@@ -2,7 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 
 def batched(apply, axis_name="batch"):
@@ -57,8 +57,10 @@ def batched(apply, axis_name="batch"):
 def _split_like(key, x):
   """One key per example of `x`, sharded as its batch axis (vmap needs them alike on an Explicit mesh)."""
   keys = jax.random.split(key, x.shape[0])
-  batch_axes = jax.typeof(x).sharding.spec[0]
-  return keys if batch_axes is None else jax.sharding.reshard(keys, P(batch_axes))
+  sharding = jax.typeof(x).sharding
+  batch_axes = sharding.spec[0]
+  # The mesh of x's type, so that no mesh context is needed (a jit with shardings on an Explicit mesh has none).
+  return keys if batch_axes is None else jax.sharding.reshard(keys, NamedSharding(sharding.mesh, P(batch_axes)))
 
 
 def per_example_grads(loss_fn, argnums=0):

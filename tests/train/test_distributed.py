@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.sharding import AxisType
 
 import funconv as fc
 from funconv.train import distributed
@@ -58,15 +59,21 @@ def test_a_training_step_on_four_devices_is_the_one_device_step():
   """BatchNorm's statistics over the global batch and the same dropout masks: the 4-device step is the 1-device step
   up to float32 sums taken in another order. A sum of n terms is within n eps of its largest partial sums (Higham's
   bound); the longest sum is the kernel gradient's, over 64 examples x 8 x 8 positions."""
+  meshes = {
+    1: distributed.data_mesh(1),
+    4: distributed.data_mesh(4),
+    "explicit": jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,)),  # a user's own mesh
+  }
   results = {}
-  for n in (1, 4):
-    train_step, args = one_step(distributed.data_mesh(n))
-    results[n] = train_step(*args)
-  new_ts = {n: r[0] for n, r in results.items()}
-  assert_close_to_largest(new_ts[4].params, new_ts[1].params, 64 * 8 * 8 * EPS32)
-  assert_close_to_largest(new_ts[4].state, new_ts[1].state, 64 * 8 * 8 * EPS32)
-  assert_close_to_largest(results[4][1], results[1][1], 64 * 8 * 8 * EPS32)
-  assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(results[4]))
+  for name, mesh in meshes.items():
+    train_step, args = one_step(mesh)
+    results[name] = train_step(*args)
+  for name in (4, "explicit"):
+    (new_ts, metrics), (one_ts, one_metrics) = results[name], results[1]
+    assert_close_to_largest(new_ts.params, one_ts.params, 64 * 8 * 8 * EPS32)
+    assert_close_to_largest(new_ts.state, one_ts.state, 64 * 8 * 8 * EPS32)
+    assert_close_to_largest(metrics, one_metrics, 64 * 8 * 8 * EPS32)
+    assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(results[name]))
 
 
 def test_the_compiled_step_keeps_activations_on_their_devices():
