@@ -125,6 +125,17 @@ def _kernel_grad_products(xp, g, window, plan: Plan):
   return jnp.moveaxis(dw.reshape(*window[:-1], xp.shape[-1], taps, g.shape[-1]), -2, rank - 1)
 
 
+def varying_over(arrays):
+  """The manual mesh axes (under `shard_map`) that any of `arrays` varies over: a frozenset, empty elsewhere."""
+  return frozenset().union(*(jax.typeof(a).mat.varying for a in arrays))
+
+
+def vary(a, axes):
+  """`a` cast to vary over the manual mesh axes `axes` too (`lax.pcast`); `a` itself where it already does."""
+  missing = tuple(axes - jax.typeof(a).mat.varying)
+  return lax.pcast(a, missing, to="varying") if missing else a
+
+
 def over_chunks(fn, chunk, arrays, zeros=()):
   """`fn` on consecutive `chunk`-example slices of `arrays` (scanned, so one chunk is live at a time).
 
@@ -136,9 +147,8 @@ def over_chunks(fn, chunk, arrays, zeros=()):
     return fn(*arrays)
   # Under shard_map a sum of per-device chunks varies over the devices the arrays vary over, and
   # scan's carry must keep one type: the zeros start varying as the sum comes out.
-  varying = tuple(frozenset().union(*(jax.typeof(a).mat.varying for a in arrays)))
-  if varying:
-    zeros = jax.tree.map(lambda z: lax.pcast(z, varying, to="varying"), zeros)
+  axes = varying_over(arrays)
+  zeros = jax.tree.map(lambda z: vary(z, axes), zeros)
   stacked = [a.reshape(n // chunk, chunk, *a.shape[1:]) for a in arrays]
 
   def body(total, chunk_arrays):

@@ -332,11 +332,8 @@ def bind(prim, *args, spec):
   """`prim.bind` with the operands cast to the union of their varying manual axes, as lax's own
   binary ops do under `shard_map`: a kernel replicated over the devices meets per-device inputs as
   a varying value, whose transpose sums its cotangent over those devices."""
-  varying = [jax.typeof(a).mat.varying for a in args]
-  union = frozenset().union(*varying)
-  return prim.bind(
-    *(a if v == union else lax.pcast(a, tuple(union - v), to="varying") for a, v in zip(args, varying)), spec=spec
-  )
+  axes = algorithms.varying_over(args)
+  return prim.bind(*(algorithms.vary(a, axes) for a in args), spec=spec)
 
 
 # Differentiation. The transposes: <conv(x, w), t> = <x, input_grad(t, w)> = <w, kernel_grad(x, t)>.
