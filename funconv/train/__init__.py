@@ -1,6 +1,7 @@
 """Training: jit-compiled steps over batched per-example losses, optax updates, the `fit` loop,
-atomic checkpoints, and the `funconv-train` command."""
+orbax checkpoints, and the `funconv-train` command."""
 
+from funconv.train.checkpoint import Checkpoints
 from funconv.train.checkpoint import load as load_checkpoint
 from funconv.train.checkpoint import save as save_checkpoint
 from funconv.train.loop import fit
@@ -8,6 +9,7 @@ from funconv.train.steps import TrainState, cross_entropy, init_train_state, mak
 from funconv.train.optimizers import make_optimizer
 
 __all__ = [
+  "Checkpoints",
   "TrainState",
   "cross_entropy",
   "fit",

@@ -1,10 +1,13 @@
-"""Checkpoints of a whole `TrainState` and the data-order position, written atomically and durably.
+"""Checkpoints of a whole `TrainState` and the run's position, as numbered steps in a directory written by
+orbax-checkpoint: atomic, asynchronous, from every process of a multi-host run, restored onto any
+device count, and checked on reading.
 
-Format: one NumPy `.npz` archive (a standard, dependency-free format) holding every leaf of the
-train state in tree order plus a JSON record of the position and the tree structure's string
-for checking. orbax-checkpoint would add tensorstore and an async runtime for what one small
-file does here. `save` keeps the checkpoint it replaces as `previous(path)`, and `load_latest`
-falls back to it, so neither a process killed at any point nor a damaged newest file loses the run.
+Layout: `DIR/<step>/state` holds the train state in orbax's standard format (PRNG keys as their
+key data) and `DIR/<step>/meta` a JSON record of the position, the tree structure, the leaves'
+shapes and a CRC-32 of every leaf. orbax writes a step into a temporary directory and renames it
+into place once complete, so a killed writer leaves the previous steps as they were; the CRC-32s
+catch what orbax's format lets through (a flipped byte in an array's data reads back as another
+value). Runs written before orbax, one `.npz` archive per checkpoint, still load.
 """
 
 import json
@@ -12,134 +15,286 @@ import os
 import pathlib
 import warnings
 import zipfile
+import zlib
 
 import jax
 import numpy as np
 
-# What zipfile, np.load and json raise on a truncated or corrupted archive (found by truncating a
-# checkpoint at every length and flipping each of its bytes; OSError: a seek to a damaged offset).
-# zipfile's CRC-32 catches damaged data.
-_DAMAGED = (zipfile.BadZipFile, EOFError, KeyError, ValueError, NotImplementedError, RuntimeError, OSError)
+from funconv.train.distributed import is_prng_key
 
 
-def _is_key(leaf):
-  return jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+def _host(leaf):
+  """A leaf as a NumPy array, a PRNG key as its key data; an array replicated over the devices of several
+  processes read from this process's copy."""
+  leaf = jax.random.key_data(leaf) if is_prng_key(leaf) else leaf
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    if not leaf.is_fully_replicated:
+      raise ValueError(f"save: an array sharded over several processes ({leaf.sharding}) cannot be checksummed")
+    leaf = leaf.addressable_data(0)
+  return np.asarray(leaf)
 
 
-def _leaves(tree):
-  """Leaves as NumPy arrays; PRNG keys as their raw key data. An array replicated over the devices of
-  several processes is read from this process's copy."""
-
-  def host(leaf):
-    leaf = jax.random.key_data(leaf) if _is_key(leaf) else leaf
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      if not leaf.is_fully_replicated:
-        raise ValueError(f"save: an array sharded over several processes ({leaf.sharding}) cannot be saved to .npz")
-      leaf = leaf.addressable_data(0)
-    return np.asarray(leaf)
-
-  return [host(leaf) for leaf in jax.tree.leaves(tree)]
+def _crc32(leaf):
+  return zlib.crc32(np.ascontiguousarray(_host(leaf)).tobytes())
 
 
-def previous(path):
-  """Where `save` keeps the checkpoint that `path` replaced: `ckpt.npz` -> `ckpt.prev.npz`.
-
-  Args:
-    path: a checkpoint's path, a string or `pathlib.Path`.
-
-  Returns:
-    A `pathlib.Path` beside `path`.
-
-  Examples:
-    >>> from funconv.train.checkpoint import previous
-    >>> previous("out/checkpoint.npz").as_posix()
-    'out/checkpoint.prev.npz'
-  """
-  path = pathlib.Path(path)
-  return path.with_name(f"{path.stem}.prev{path.suffix}")
-
-
-def _fsync_dir(directory):
-  fd = os.open(directory, os.O_RDONLY)
+def _fsync(path):
+  fd = os.open(path, os.O_RDONLY)
   try:
     os.fsync(fd)
   finally:
     os.close(fd)
 
 
-def save(path, train_state, position):
-  """Write `train_state` and the JSON-able `position` to `path` atomically, keeping the old `path` as the previous one.
+def _damaged(path, err):
+  """The error for a checkpoint that cannot be read; orbax's messages can run to pages, so the first line only."""
+  reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
+  return ValueError(f"checkpoint {path} is truncated or corrupted and cannot be loaded ({reason})")
 
-  Exported as `funconv.train.save_checkpoint`. The archive (a NumPy `.npz`: every leaf of
-  `train_state` in tree order, PRNG keys as their raw key data, and a JSON record of `position`
-  and the tree structure) goes to `.{name}.tmp` beside `path` and is fsynced; then the old
-  checkpoint is renamed to `previous(path)` (`name.prev.npz`), the new one to `path`, and the
-  directory is fsynced, so that the renames survive a power cut as the file does. A process
-  killed at any point leaves a complete newest checkpoint at `path` or, between the two
-  renames, at `previous(path)`; an error while writing removes the temporary file and leaves
-  both untouched. Missing parent directories are created.
+
+def _mismatch(path):
+  return ValueError(f"checkpoint {path} holds a different train state structure than the model being trained")
+
+
+class Checkpoints:
+  """The numbered checkpoints of one run in `directory`, an orbax `CheckpointManager` with checked reads.
+
+  `save` writes step `train_state.step` in the background (orbax's asynchronous save: the arrays
+  are copied off the devices before it returns, so the caller may donate them) and keeps the
+  newest `max_to_keep` steps. Every process of a multi-host run calls it alike; orbax has each
+  write its share and process 0 commit the step by renaming its temporary directory, which
+  funconv then fsyncs (files and directories) before the next save begins, so the previous step
+  survives a power cut as well as a killed process. `load` restores a step onto any device count.
+  Use it as a context manager, or `close` it, to wait for the last write.
 
   Args:
-    path: the checkpoint's path, a string or `pathlib.Path` (by convention `*.npz`).
-    train_state: a `TrainState` (any pytree of arrays and PRNG keys).
+    directory: the run's checkpoint directory, a string or `pathlib.Path` (created if missing).
+    max_to_keep: how many of the newest steps to keep (default 2: the newest and, should that one
+      be damaged, the one before).
+
+  Examples:
+    >>> import optax
+    >>> import funconv as fc
+    >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
+    >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1))
+    >>> with fc.train.Checkpoints("steps") as ckpts:
+    ...   for step in range(3):
+    ...     ckpts.save(ts._replace(step=ts.step + step), {"epoch": step})
+    >>> fc.train.Checkpoints("steps").steps()      # the newest two are kept
+    [1, 2]
+    >>> restored, position = fc.train.Checkpoints("steps").load(ts)
+    >>> int(restored.step), position
+    (2, {'epoch': 2})
+  """
+
+  def __init__(self, directory, max_to_keep=2):
+    import orbax.checkpoint as ocp  # tensorstore's start-up is paid by runs that write checkpoints
+
+    self._ocp = ocp
+    self.directory = pathlib.Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, cleanup_tmp_directories=True)
+    )
+    self._pending = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def path(self, step):
+    """The directory of step `step`."""
+    return self.directory / str(step)
+
+  def steps(self):
+    """The committed steps, oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, train_state, position, step=None):
+    """Write `train_state` and the JSON-serialisable `position` as step `step` (default:
+    `int(train_state.step)`).
+
+    A step of that number already there (a run resumed from an earlier step) is replaced. The
+    write finishes in the background; `wait` (or the next `save`) waits for it. `train_state` may
+    be any pytree of arrays and PRNG keys given `step`.
+
+    Raises:
+      TypeError: `position` is not JSON-serialisable (nothing is written).
+      ValueError: an array of `train_state` is sharded over several processes.
+    """
+    self.wait()
+    leaves = jax.tree.leaves(train_state)
+    meta = dict(
+      position=position,
+      treedef=str(jax.tree.structure(train_state)),
+      shapes=[list(np.shape(_host(leaf))) for leaf in leaves],
+      crc32=[_crc32(leaf) for leaf in leaves],
+    )
+    json.dumps(meta)  # a TypeError here, not in orbax's background thread
+    step = int(train_state.step) if step is None else step
+    if step in self._manager.all_steps():
+      self._manager.delete(step)
+    state = jax.tree.map(lambda leaf: jax.random.key_data(leaf) if is_prng_key(leaf) else leaf, train_state)
+    args = self._ocp.args
+    self._manager.save(step, args=args.Composite(state=args.StandardSave(state), meta=args.JsonSave(meta)))
+    self._pending = step
+
+  def wait(self):
+    """Wait until the last `save` is committed and on disk."""
+    self._manager.wait_until_finished()
+    if self._pending is not None and jax.process_index() == 0:
+      for root, _, files in os.walk(self.path(self._pending)):
+        for name in files:
+          _fsync(os.path.join(root, name))
+        _fsync(root)
+      _fsync(self.directory)
+    self._pending = None
+
+  def clear(self):
+    """Delete every step (a run starting afresh in this directory)."""
+    self.wait()
+    for step in self.steps():
+      self._manager.delete(step)
+
+  def close(self):
+    """`wait`, then release orbax's manager."""
+    self.wait()
+    self._manager.close()
+
+  def load(self, template, step=None, sharding=None):
+    """`(train_state, position)` of step `step`, or of the newest loadable step; None where there is none.
+
+    With `step=None`, a damaged newest step (or one of another model) is skipped with a
+    `UserWarning` naming it and why, and the step before it is loaded.
+
+    Args:
+      template: a `TrainState` (pytree) with the structure and shapes of the saved one, e.g. a
+        fresh `init_train_state` of the same model, optimizer and input shape; its leaves' dtypes
+        and PRNG key implementations are those restored.
+      step: the step to load (default None: the newest loadable).
+      sharding: where to put the arrays (default None: this process's first device), e.g.
+        `funconv.train.distributed.replicated(mesh)` for a run on `mesh`, whatever the device count
+        it was saved from.
+
+    Returns:
+      `(train_state, position)`, or None where `step` is None and the directory holds no step.
+
+    Raises:
+      FileNotFoundError: `step` is not in the directory.
+      ValueError: naming the step's directory, it is truncated or corrupted (a CRC-32 mismatch
+        included) or holds another model's train state; with `step=None`, the newest step's error
+        where no older step loads.
+    """
+    if step is not None:
+      if step not in self._manager.all_steps():
+        raise FileNotFoundError(f"checkpoint {self.path(step)} does not exist")
+      return self._load_step(step, template, sharding)
+    failure = None
+    for candidate in reversed(self.steps()):
+      try:
+        restored = self._load_step(candidate, template, sharding)
+      except ValueError as err:
+        failure = failure or err
+        continue
+      if failure is not None:
+        warnings.warn(f"{failure}; loading the previous checkpoint {self.path(candidate)} instead", stacklevel=2)
+      return restored
+    if failure is not None:
+      raise failure
+    return None
+
+  def _load_step(self, step, template, sharding):
+    path, args = self.path(step), self._ocp.args
+    treedef, like = jax.tree.structure(template), jax.tree.leaves(template)
+    like_data = [jax.random.key_data(leaf) if is_prng_key(leaf) else leaf for leaf in like]
+    try:
+      meta = self._manager.restore(step, args=args.Composite(meta=args.JsonRestore()))["meta"]
+      same = meta["treedef"] == str(treedef) and meta["shapes"] == [list(np.shape(leaf)) for leaf in like_data]
+    except Exception as err:  # orbax and tensorstore raise bare Exceptions too
+      raise _damaged(path, err) from err
+    if not same:
+      raise _mismatch(path)
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.unflatten(
+      treedef, [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding) for leaf in like_data]
+    )
+    try:
+      state = self._manager.restore(step, args=args.Composite(state=args.StandardRestore(abstract)))["state"]
+      leaves = jax.tree.leaves(state)
+      if [_crc32(leaf) for leaf in leaves] != meta["crc32"]:
+        raise ValueError("an array differs from the one written (CRC-32)")
+    except Exception as err:
+      raise _damaged(path, err) from err
+    restored = [
+      jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(ref)) if is_prng_key(ref) else leaf
+      for leaf, ref in zip(leaves, like)
+    ]
+    return jax.tree.unflatten(treedef, restored), meta["position"]
+
+
+def save(directory, train_state, position, max_to_keep=2, step=None):
+  """Write `train_state` and `position` as step `step` (default `int(train_state.step)`) of the checkpoints in
+  `directory`, and wait until it is on disk.
+
+  Exported as `funconv.train.save_checkpoint`: `Checkpoints(directory, max_to_keep).save` for one
+  checkpoint (`fit` keeps one `Checkpoints` open through a run instead).
+
+  Args:
+    directory: the checkpoint directory, a string or `pathlib.Path` (created if missing).
+    train_state: a `TrainState` (any pytree of arrays and PRNG keys, given `step`).
     position: a JSON-serialisable value recording where the run is, e.g. `{"epoch": 3, "batch": 0}`
       (`fit` stores its epoch, batch, history and early-stopping record).
+    max_to_keep: how many of the newest steps to keep (default 2).
+    step: the step's number (default None: `int(train_state.step)`).
 
   Returns:
-    None.
+    The step's directory, `directory/<step>`, a `pathlib.Path`.
 
   Raises:
-    TypeError: `position` is not JSON-serialisable (no file is written).
-    OSError: the file cannot be written (`ENOSPC` on a full disk, permissions).
+    TypeError: `position` is not JSON-serialisable (nothing is written).
+    OSError: the step cannot be written (`ENOSPC` on a full disk, permissions); the steps already
+      there are untouched.
 
   Examples:
     >>> import os, optax
     >>> import funconv as fc
     >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
     >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1))
-    >>> fc.train.save_checkpoint("ckpt/checkpoint.npz", ts, {"epoch": 1, "batch": 0})
-    >>> fc.train.save_checkpoint("ckpt/checkpoint.npz", ts, {"epoch": 2, "batch": 0})   # keeps the first
+    >>> fc.train.save_checkpoint("ckpt", ts, {"epoch": 1, "batch": 0}).name
+    '0'
+    >>> fc.train.save_checkpoint("ckpt", ts._replace(step=ts.step + 5), {"epoch": 2, "batch": 0}).name
+    '5'
     >>> sorted(os.listdir("ckpt"))
-    ['checkpoint.npz', 'checkpoint.prev.npz']
+    ['0', '5']
   """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  arrays = {f"leaf_{i}": leaf for i, leaf in enumerate(_leaves(train_state))}
-  meta = json.dumps(dict(position=position, treedef=str(jax.tree.structure(train_state))))
-  tmp = path.with_name(f".{path.name}.tmp")  # one fixed name: a killed writer's leftover is overwritten next time
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, __meta__=np.frombuffer(meta.encode(), np.uint8), **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    if path.exists():
-      os.replace(path, previous(path))
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
-  _fsync_dir(path.parent)
+  with Checkpoints(directory, max_to_keep) as ckpts:
+    ckpts.save(train_state, position, step)
+  return ckpts.path(int(train_state.step) if step is None else step)
 
 
-def load(path, template):
+def load(path, template, sharding=None):
   """`(train_state, position)` read from `path`, shaped like `template` (a `TrainState` of the same model).
 
-  Exported as `funconv.train.load_checkpoint`. Every leaf is restored in `template`'s leaf's
-  dtype, PRNG keys with its key implementation; `position` is what `save` was given, through
-  JSON (tuples come back as lists, dict keys as strings). `load_latest` falls back to the
-  previous checkpoint where `path` is damaged.
+  Exported as `funconv.train.load_checkpoint`. `path` is a checkpoint directory (its newest
+  loadable step: a damaged newest step is skipped with a warning, as in `Checkpoints.load`), one
+  step's directory `DIR/<step>`, or a `.npz` archive of the format funconv wrote before orbax
+  (`checkpoint.npz`, `best.npz`). Every leaf is restored in `template`'s leaf's dtype, PRNG keys
+  with its key implementation; `position` is what was saved, through JSON (tuples come back as
+  lists, dict keys as strings).
 
   Args:
-    path: the checkpoint's path, a string or `pathlib.Path`.
+    path: a string or `pathlib.Path`.
     template: a `TrainState` (pytree) with the structure and shapes of the saved one, e.g. a
       fresh `init_train_state` of the same model, optimizer and input shape.
+    sharding: as in `Checkpoints.load` (default: this process's first device).
 
   Returns:
     `(train_state, position)`: a pytree with `template`'s structure, and the saved position.
 
   Raises:
-    FileNotFoundError: `path` does not exist.
-    ValueError: naming `path`, the file is truncated or corrupted, or holds a train state of
+    FileNotFoundError: `path` does not exist or holds no checkpoint.
+    ValueError: naming the file or step, it is truncated or corrupted, or holds a train state of
       another structure or other shapes (another model).
 
   Examples:
@@ -147,78 +302,52 @@ def load(path, template):
     >>> import funconv as fc
     >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
     >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1), seed=1)
-    >>> fc.train.save_checkpoint("run/checkpoint.npz", ts, {"epoch": 3, "batch": 0})
+    >>> step = fc.train.save_checkpoint("run/checkpoints", ts, {"epoch": 3, "batch": 0})
     >>> template = fc.train.init_train_state(net, opt, (8, 8, 1))          # another seed: other values
-    >>> restored, position = fc.train.load_checkpoint("run/checkpoint.npz", template)
+    >>> restored, position = fc.train.load_checkpoint("run/checkpoints", template)
     >>> position, bool(jnp.all(restored.params[1][0] == ts.params[1][0])), restored.key.dtype == ts.key.dtype
     ({'epoch': 3, 'batch': 0}, True, True)
+    >>> fc.train.load_checkpoint(step, template)[1]                # one step's directory
+    {'epoch': 3, 'batch': 0}
   """
-  treedef = jax.tree.structure(template)
-  like_leaves = jax.tree.leaves(template)
+  path = pathlib.Path(path)
+  if path.suffix == ".npz":
+    return _load_npz(path, template, sharding)
+  if not path.is_dir():
+    raise FileNotFoundError(f"checkpoint {path} does not exist")
+  if (path / "meta").is_dir() and path.name.isdigit():
+    return Checkpoints(path.parent).load(template, int(path.name), sharding)
+  restored = Checkpoints(path).load(template, sharding=sharding)
+  if restored is None:
+    raise FileNotFoundError(f"{path} holds no checkpoint")
+  return restored
+
+
+# What zipfile, np.load and json raise on a truncated or corrupted archive (found by truncating a
+# checkpoint at every length and flipping each of its bytes; OSError: a seek to a damaged offset).
+# zipfile's CRC-32 catches damaged data.
+_NPZ_DAMAGED = (zipfile.BadZipFile, EOFError, KeyError, ValueError, NotImplementedError, RuntimeError, OSError)
+
+
+def _load_npz(path, template, sharding):
+  """A checkpoint of the `.npz` format: every leaf in tree order as `leaf_<i>` (PRNG keys as their key data) and
+  `__meta__`, the UTF-8 JSON of `{"position": ..., "treedef": str(tree structure)}`."""
+  treedef, like = jax.tree.structure(template), jax.tree.leaves(template)
   with open(path, "rb") as f:  # outside the `try`: a missing file is no damaged one
     try:
       with np.load(f) as archive:
         meta = json.loads(archive["__meta__"].tobytes().decode())
         same = meta["treedef"] == str(treedef)
-        leaves = [archive[f"leaf_{i}"] for i in range(len(like_leaves))] if same else []
-    except _DAMAGED as err:
-      raise ValueError(
-        f"checkpoint {path} is truncated or corrupted and cannot be loaded ({type(err).__name__}: {err})"
-      ) from err
-  if not same or any(
-    np.shape(a) != np.shape(jax.random.key_data(b) if _is_key(b) else b) for a, b in zip(leaves, like_leaves)
-  ):
-    raise ValueError(f"checkpoint {path} holds a different train state structure than the model being trained")
+        leaves = [archive[f"leaf_{i}"] for i in range(len(like))] if same else []
+    except _NPZ_DAMAGED as err:
+      raise _damaged(path, err) from err
+  if not same or any(np.shape(a) != np.shape(_host(b)) for a, b in zip(leaves, like)):
+    raise _mismatch(path)
+  device = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   restored = []
-  for leaf, like in zip(leaves, like_leaves):
-    if _is_key(like):
-      restored.append(jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(like)))
+  for leaf, ref in zip(leaves, like):
+    if is_prng_key(ref):
+      restored.append(jax.random.wrap_key_data(jax.device_put(leaf, device), impl=jax.random.key_impl(ref)))
     else:
-      restored.append(jax.numpy.asarray(leaf, like.dtype))
+      restored.append(jax.device_put(np.asarray(leaf, ref.dtype), device))
   return jax.tree.unflatten(treedef, restored), meta["position"]
-
-
-def load_latest(path, template):
-  """`load` of the newest loadable checkpoint: `path`, else `previous(path)`; None when neither exists.
-
-  `path` is missing only where a writer was killed between its two renames; where it is damaged
-  (or mismatched), a `UserWarning` says so and the previous checkpoint is loaded.
-
-  Args:
-    path: the checkpoint's path, a string or `pathlib.Path`.
-    template: as in `load`.
-
-  Returns:
-    `(train_state, position)` as `load`, or None where neither file exists.
-
-  Raises:
-    ValueError: the first `load` error (damaged or mismatched `path`) when no previous
-      checkpoint stands in.
-
-  Examples:
-    >>> import optax
-    >>> import funconv as fc
-    >>> from funconv.train.checkpoint import load_latest
-    >>> net, opt = fc.serial(fc.Flatten, fc.Dense(10)), optax.sgd(0.1)
-    >>> ts = fc.train.init_train_state(net, opt, (8, 8, 1))
-    >>> print(load_latest("nothing/checkpoint.npz", ts))
-    None
-    >>> fc.train.save_checkpoint("latest/checkpoint.npz", ts, {"epoch": 1})
-    >>> load_latest("latest/checkpoint.npz", ts)[1]
-    {'epoch': 1}
-  """
-  failure = None
-  for candidate in (pathlib.Path(path), previous(path)):
-    try:
-      restored = load(candidate, template)
-    except FileNotFoundError:
-      continue
-    except ValueError as err:
-      failure = failure or err
-      continue
-    if failure is not None:
-      warnings.warn(f"{failure}; loading the previous checkpoint {candidate} instead", stacklevel=2)
-    return restored
-  if failure is not None:
-    raise failure
-  return None

@@ -4,7 +4,6 @@ replicated on it, each process's share of a global batch placed with
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -192,7 +191,7 @@ def replicate(mesh, tree):
   sharding = replicated(mesh)
 
   def place(leaf):
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    if is_prng_key(leaf):
       return jax.random.wrap_key_data(place(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
     value = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
@@ -200,15 +199,17 @@ def replicate(mesh, tree):
   return jax.tree.map(place, tree)
 
 
-def barrier(name):
-  """Wait until every process reaches the barrier `name` (nothing to wait for in a run of one process).
+def is_prng_key(leaf):
+  """True for a typed PRNG key array (`jax.random.key`): placed and stored as its raw key data
+  (`jax.random.key_data`), wrapped again with its key implementation.
 
   Examples:
-    >>> from funconv.train.distributed import barrier
-    >>> barrier("checkpoint written")
+    >>> import jax, numpy as np
+    >>> from funconv.train.distributed import is_prng_key
+    >>> is_prng_key(jax.random.key(0)), is_prng_key(jax.random.PRNGKey(0)), is_prng_key(np.zeros(2))
+    (True, False, False)
   """
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+  return jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
 
 
 def is_main_process():

@@ -75,7 +75,7 @@ def _split(data, val_fraction, seed):
 
 
 def _train_epoch(
-  train_step, ts, train, position, *, epochs, batch_size, seed, mesh, ckpt_path, checkpoint_every, progress, steps_left
+  train_step, ts, train, position, *, epochs, batch_size, seed, mesh, ckpts, checkpoint_every, progress, steps_left
 ):
   """One epoch's steps from `position` (mid-epoch after a resume), with progress reports and mid-epoch checkpoints.
 
@@ -95,7 +95,8 @@ def _train_epoch(
       ts, m = train_step(ts, *distributed.place_batch(mesh, batch_size, xb, yb))
       loss = float(m["loss"]) / float(m["count"])
       if not math.isfinite(loss):
-        last = ckpt_path if ckpt_path.exists() else "none: no checkpoint was written yet"
+        steps = ckpts.steps()
+        last = ckpts.path(steps[-1]) if steps else "none: no checkpoint was written yet"
         raise FloatingPointError(
           f"fit: the training loss became {loss} at epoch {epoch + 1}, batch {b + 1} (step {int(ts.step)}); "
           f"stopped. The last good checkpoint is {last} (epoch {position['epoch']}, batch {position['batch']})."
@@ -110,7 +111,7 @@ def _train_epoch(
       )
       if checkpoint_every and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
         position = dict(position, epoch=epoch, batch=b + 1, running=running)
-        _save(ckpt_path, ts, position)
+        ckpts.save(ts, position)
       if steps_left is not None and steps_run >= steps_left:
         break
   return ts, running, steps_run
@@ -146,31 +147,43 @@ class _Progress:
       print(f"{self.desc}  step {self.done}/{self.total}  {fields}", flush=True)
 
 
-def _save(path, ts, position):
-  """`checkpoint.save` by process 0, the others waiting until the file is complete (they read it on resume)."""
-  if distributed.is_main_process():
-    checkpoint.save(path, ts, position)
-  distributed.barrier(f"checkpoint {path}")
-
-
-def _early_stopping(position, record, ts, best_path, patience):
+def _early_stopping(position, record, ts, best_ckpts, patience):
   """The position after the epoch `record` describes, and whether to stop: the best validation accuracy's state is
-  saved to `best_path`; stop once it has not improved for more than `patience` epochs (None: never)."""
+  saved to `best_ckpts`; stop once it has not improved for more than `patience` epochs (None: never)."""
   best, bad = position["best"], position["bad_epochs"] + 1
   if record["val_accuracy"] > best:
     best, bad = record["val_accuracy"], 0
-    _save(best_path, ts, dict(epoch=record["epoch"]))
+    best_ckpts.save(ts, dict(epoch=record["epoch"]))
   position = dict(
     epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad, running=None
   )
   return position, patience is not None and bad > patience
 
 
-def _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_path):
-  """The best state (read back from `best_path`: the training step donates its buffers) and the report of its test
+def _start(ts, mesh, out, ckpts, best_ckpts, resume):
+  """`(train_state, position)` a run starts from, replicated over `mesh`: the newest loadable checkpoint with
+  `resume` (converting a run of `.npz` checkpoints: `checkpoint.npz` and `best.npz`), else `ts` at the start, the
+  directories' steps of an earlier run deleted."""
+  position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
+  if not resume:
+    ckpts.clear()
+    best_ckpts.clear()
+    return distributed.replicate(mesh, ts), position
+  restored = ckpts.load(ts, sharding=distributed.replicated(mesh))
+  if restored is None and (out / "checkpoint.npz").exists():
+    if (out / "best.npz").exists():
+      best_ckpts.save(*checkpoint.load(out / "best.npz", ts))
+    restored = checkpoint.load(out / "checkpoint.npz", ts)
+  ts, position = (ts, position) if restored is None else restored
+  return distributed.replicate(mesh, ts), position
+
+
+def _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts):
+  """The best state (read back from `best_ckpts`: the training step donates its buffers) and the report of its test
   metrics; process 0 writes `out/metrics.json` and `out/curves.png`."""
-  best = checkpoint.load_latest(best_path, ts)
-  best_ts = ts if best is None else distributed.replicate(mesh, best[0])
+  best_ckpts.wait()
+  best = best_ckpts.load(ts, sharding=distributed.replicated(mesh))
+  best_ts = ts if best is None else best[0]
   test = _evaluate(eval_step, best_ts, data.x_test, data.y_test, batch_size, mesh)
   report = dict(
     history=position["history"],
@@ -209,6 +222,7 @@ def fit(
   progress=True,
   max_steps=None,
   mesh=None,
+  max_to_keep=2,
 ):
   """Train `model` on `data` and evaluate it: returns `(train_state, report)`.
 
@@ -217,16 +231,20 @@ def fit(
   bar showing loss, accuracy and images/s where stderr is a terminal (elsewhere, as in a log
   file, a line every 30 s); evaluation on the validation split (`val_fraction`
   of the training set, fixed by `seed`; the test set where `val_fraction` is 0); a checkpoint
-  `out_dir/checkpoint.npz` (also every `checkpoint_every` steps within an epoch); the best
-  validation accuracy's state in `out_dir/best.npz`; early stopping once validation accuracy
-  has not improved for more than `patience` epochs; a line of metrics printed where `progress`.
-  At the end: the test metrics of the best epoch's state, `out_dir/metrics.json` (the report)
-  and `out_dir/curves.png` (loss and accuracy per epoch).
+  in `out_dir/checkpoints/<step>` (`Checkpoints`: orbax, written in the background; also every
+  `checkpoint_every` steps within an epoch; the newest `max_to_keep` kept); the best validation
+  accuracy's state in `out_dir/best/<step>`; early stopping once validation accuracy has not
+  improved for more than `patience` epochs; a line of metrics printed where `progress`. At the
+  end: the test metrics of the best epoch's state, `out_dir/metrics.json` (the report) and
+  `out_dir/curves.png` (loss and accuracy per epoch).
 
-  `resume=True` continues from `out_dir/checkpoint.npz` (mid-epoch included), or from the
-  previous checkpoint `checkpoint.prev.npz` where that one is missing or damaged (with a
-  warning), and reproduces the uninterrupted run bit for bit on CPU; with no checkpoint it
-  starts afresh. `max_steps` stops after that many training steps of this call (for tests and
+  `resume=True` continues from the newest checkpoint in `out_dir/checkpoints` (mid-epoch
+  included), or from the one before where that is damaged (with a warning), on this run's
+  devices whatever the device and process count that wrote it, and reproduces the uninterrupted
+  run bit for bit on CPU (on the same device count); a run directory of `.npz` checkpoints from
+  before orbax (`checkpoint.npz`, `best.npz`) is read and continued in the new layout; with no
+  checkpoint it starts afresh. Without `resume`, the steps of an earlier run in `out_dir` are
+  deleted first. `max_steps` stops after that many training steps of this call (for tests and
   benchmarks), with no evaluation, test metrics or files beyond the checkpoints written so far.
 
   Data parallel: the steps run on `mesh` (default: every device JAX sees, in every process),
@@ -260,6 +278,7 @@ def fit(
     max_steps: stop after this many training steps (default None: no limit).
     mesh: a mesh with a `"data"` axis (`funconv.train.distributed.data_mesh(n)` for the first `n`
       devices; default None: all of them).
+    max_to_keep: how many of the newest checkpoints to keep (default 2).
 
   Returns:
     `(train_state, report)`. `train_state` is the best epoch's `TrainState` (the last one with
@@ -287,8 +306,8 @@ def fit(
     ['epoch', 'seconds', 'train_accuracy', 'train_loss', 'val_accuracy', 'val_loss']
     >>> 0.5 < report["test_accuracy"] <= 1.0
     True
-    >>> sorted(os.listdir("run"))                # and the previous versions of the checkpoints
-    ['best.npz', ...'checkpoint.npz', 'checkpoint.prev.npz', 'curves.png', 'metrics.json']
+    >>> sorted(os.listdir("run")), sorted(os.listdir("run/checkpoints")), os.listdir("run/best")
+    (['best', 'checkpoints', 'curves.png', 'metrics.json'], ['10', '20'], ['20'])
     >>> fc.train.fit(net, data, optax.adam(1e-2), out_dir="quick", progress=False, max_steps=3)[1]
     {'history': [], 'stopped_at_step': 3}
 
@@ -297,57 +316,53 @@ def fit(
   """
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  ckpt_path, best_path = out / "checkpoint.npz", out / "best.npz"
   mesh = distributed.data_mesh() if mesh is None else mesh
   distributed.check_batch_size(mesh, batch_size)
-  train, (x_val, y_val) = _split(data, val_fraction, seed)
+  train, val = _split(data, val_fraction, seed)
   if num_batches(len(train[0]), batch_size) == 0:
     raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(train[0])} examples)")
-  train_step, eval_step = make_steps(
-    model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing, mesh=mesh
-  )
+  steps = make_steps(model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing, mesh=mesh)
   ts = init_train_state(model, optimizer, train[0].shape[1:], seed)
-  position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
-  restored = checkpoint.load_latest(ckpt_path, ts) if resume else None
-  if restored is not None:
-    ts, position = restored
-  ts = distributed.replicate(mesh, ts)
-
-  stopped_early, steps_run = False, 0
-  while position["epoch"] < epochs and not stopped_early:
-    start = time.perf_counter()
-    ts, running, n = _train_epoch(
-      train_step,
-      ts,
-      train,
-      position,
-      epochs=epochs,
-      batch_size=batch_size,
-      seed=seed,
-      mesh=mesh,
-      ckpt_path=ckpt_path,
-      checkpoint_every=checkpoint_every,
-      progress=progress,
-      steps_left=None if max_steps is None else max_steps - steps_run,
-    )
-    steps_run += n
-    if max_steps is not None and steps_run >= max_steps:
-      return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
-    val = _evaluate(eval_step, ts, x_val, y_val, batch_size, mesh)
-    record = dict(
-      epoch=position["epoch"] + 1,
-      train_loss=running["loss"] / running["count"],
-      train_accuracy=running["correct"] / running["count"],
-      val_loss=val["loss"],
-      val_accuracy=val["accuracy"],
-      seconds=time.perf_counter() - start,
-    )
-    position, stopped_early = _early_stopping(position, record, ts, best_path, patience)
-    _save(ckpt_path, ts, position)
-    if progress and distributed.is_main_process():
-      print(
-        f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
-        f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  ({record['seconds']:.1f} s)",
-        flush=True,
+  with (
+    checkpoint.Checkpoints(out / "checkpoints", max_to_keep) as ckpts,
+    checkpoint.Checkpoints(out / "best", max_to_keep=1) as best_ckpts,
+  ):
+    ts, position = _start(ts, mesh, out, ckpts, best_ckpts, resume)
+    stopped_early, steps_run = False, 0
+    while position["epoch"] < epochs and not stopped_early:
+      start = time.perf_counter()
+      ts, running, n = _train_epoch(
+        steps[0],
+        ts,
+        train,
+        position,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        mesh=mesh,
+        ckpts=ckpts,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        steps_left=None if max_steps is None else max_steps - steps_run,
       )
-  return _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_path)
+      steps_run += n
+      if max_steps is not None and steps_run >= max_steps:
+        return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
+      metrics = _evaluate(steps[1], ts, *val, batch_size, mesh)
+      record = dict(
+        epoch=position["epoch"] + 1,
+        train_loss=running["loss"] / running["count"],
+        train_accuracy=running["correct"] / running["count"],
+        val_loss=metrics["loss"],
+        val_accuracy=metrics["accuracy"],
+        seconds=time.perf_counter() - start,
+      )
+      position, stopped_early = _early_stopping(position, record, ts, best_ckpts, patience)
+      ckpts.save(ts, position)
+      if progress and distributed.is_main_process():
+        print(
+          f"epoch {record['epoch']:3d}  train loss {record['train_loss']:.4f}  acc {record['train_accuracy']:.4f}  "
+          f"val loss {record['val_loss']:.4f}  acc {record['val_accuracy']:.4f}  ({record['seconds']:.1f} s)",
+          flush=True,
+        )
+    return _report(steps[1], ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts)

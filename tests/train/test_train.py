@@ -1,10 +1,13 @@
 """Steps against a hand-written reference, checkpoints, kill-during-write, resume, the NaN stop."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -64,46 +67,49 @@ def test_train_step_matches_a_hand_written_reference():
 def test_checkpoint_round_trip(tmp_path):
   model, optimizer = tiny_model(), optax.adam(1e-3)
   ts = train.init_train_state(model, optimizer, (6, 6, 1), seed=3)
-  train.save_checkpoint(tmp_path / "ck.npz", ts, dict(epoch=2, batch=5))
+  step_dir = train.save_checkpoint(tmp_path / "ck", ts, dict(epoch=2, batch=5))
   template = train.init_train_state(model, optimizer, (6, 6, 1), seed=4)
-  restored, position = train.load_checkpoint(tmp_path / "ck.npz", template)
-  assert position == dict(epoch=2, batch=5)
-  jax.tree.map(
-    np.testing.assert_array_equal, jax.tree.map(np.asarray, restored.params), jax.tree.map(np.asarray, ts.params)
-  )
-  np.testing.assert_array_equal(jax.random.key_data(restored.key), jax.random.key_data(ts.key))
-  with pytest.raises(ValueError, match="different train state structure"):
-    train.load_checkpoint(tmp_path / "ck.npz", train.init_train_state(fc.Dense(2), optimizer, (3,)))
+  for path in (tmp_path / "ck", step_dir):
+    restored, position = train.load_checkpoint(path, template)
+    assert position == dict(epoch=2, batch=5)
+    assert_same_bits(restored, ts)
+  with pytest.raises(ValueError, match=f"checkpoint {step_dir} holds a different train state structure"):
+    train.load_checkpoint(step_dir, train.init_train_state(fc.Dense(2), optimizer, (3,)))
+  with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    train.load_checkpoint(tmp_path, template)
+
+
+def assert_same_bits(a, b):
+  """Two train states hold the same arrays, bit for bit (PRNG keys as their key data)."""
+  a, b = (jax.tree.leaves(jax.tree.map(checkpoint._host, t)) for t in (a, b))
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
 
 
 def test_a_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
-  path = tmp_path / "ck.npz"
   script = textwrap.dedent(f"""
-      import numpy as np, sys
+      import numpy as np
       from funconv.train import checkpoint
-      big = {{"w": np.zeros((4096, 4096), np.float32)}}
-      checkpoint.save({str(path)!r}, {{"w": np.ones(3, np.float32)}}, dict(n=0))
-      print("ready", flush=True)
-      i = 1
-      while True:
-          big["w"][0, 0] = i
-          checkpoint.save({str(path)!r}, big, dict(n=i))
-          i += 1
+      state = {{"step": np.int32(0), "w": np.zeros((2048, 2048), np.float32)}}
+      with checkpoint.Checkpoints({str(tmp_path)!r}) as ckpts:
+          while True:
+              ckpts.save(state, dict(n=int(state["step"])), step=int(state["step"]))
+              if state["step"] == 1:
+                  print("ready", flush=True)
+              state = dict(step=state["step"] + 1, w=state["w"] + 1)
   """)
   proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
   assert proc.stdout.readline().strip() == "ready"
   time.sleep(1.5)
   proc.kill()
   proc.wait()
-  if not path.exists():  # killed between save's two renames: the newest complete checkpoint is the previous one
-    path = checkpoint.previous(path)
-  try:
-    tree, position = train.load_checkpoint(path, {"w": np.ones(3, np.float32)})
-    assert position["n"] == 0
-  except ValueError:  # a later, complete checkpoint with the big array
-    tree, position = train.load_checkpoint(path, {"w": np.zeros((4096, 4096), np.float32)})
-    assert float(tree["w"][0, 0]) == position["n"]
-  assert not [p for p in tmp_path.iterdir() if p.name not in ("ck.npz", "ck.prev.npz") and not p.name.endswith(".tmp")]
+  template = {"step": np.int32(0), "w": np.zeros((2048, 2048), np.float32)}
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # the newest committed step is complete: no fallback
+    tree, position = checkpoint.Checkpoints(tmp_path).load(template)
+  assert position["n"] == int(tree["step"]) >= 1 and np.all(np.asarray(tree["w"]) == position["n"])
+  assert {p.name for p in tmp_path.iterdir()} == {str(s) for s in checkpoint.Checkpoints(tmp_path).steps()}
 
 
 def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
@@ -116,11 +122,30 @@ def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
     tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=tmp_path / "cut", resume=True, **kwargs
   )
   assert report["epochs_run"] == 2
-  last_full, _ = train.load_checkpoint(tmp_path / "full" / "checkpoint.npz", full)
-  last_resumed, _ = train.load_checkpoint(tmp_path / "cut" / "checkpoint.npz", resumed)
-  jax.tree.map(
-    lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), last_full.params, last_resumed.params
-  )
+  for name in ("checkpoints", "best"):
+    assert_same_bits(*(train.load_checkpoint(tmp_path / run / name, full)[0] for run in ("full", "cut")))
+
+
+def write_npz(path, train_state, position):
+  """A checkpoint in the `.npz` format funconv wrote before orbax."""
+  meta = json.dumps(dict(position=position, treedef=str(jax.tree.structure(train_state))))
+  leaves = {f"leaf_{i}": checkpoint._host(leaf) for i, leaf in enumerate(jax.tree.leaves(train_state))}
+  np.savez(path, __meta__=np.frombuffer(meta.encode(), np.uint8), **leaves)
+
+
+def test_a_run_of_npz_checkpoints_resumes_in_the_new_layout(tmp_path):
+  ds, kwargs = tiny_data(), dict(batch_size=8, seed=0, progress=False)
+  full, _ = train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=3, out_dir=tmp_path / "full", **kwargs)
+  old = tmp_path / "old"
+  half, _ = train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=2, out_dir=old, **kwargs)
+  for name, npz in (("checkpoints", "checkpoint.npz"), ("best", "best.npz")):
+    write_npz(old / npz, *train.load_checkpoint(old / name, half))
+    shutil.rmtree(old / name)
+  with pytest.raises(ValueError, match=f"checkpoint {old / 'best.npz'} holds a different train state structure"):
+    train.load_checkpoint(old / "best.npz", train.init_train_state(fc.Dense(2), optax.adam(1e-2), (3,)))
+  train.fit(tiny_model(), ds, optax.adam(1e-2), epochs=3, out_dir=old, resume=True, **kwargs)
+  for name in ("checkpoints", "best"):
+    assert_same_bits(*(train.load_checkpoint(tmp_path / run / name, full)[0] for run in ("full", "old")))
 
 
 def test_fit_early_stops_writes_curves_and_metrics(tmp_path):
@@ -138,12 +163,12 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp
   good, _ = train.fit(tiny_model(), ds, optax.sgd(0.1), epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
   poisoned = ds._replace(x_train=np.full_like(ds.x_train, np.nan))
   with pytest.raises(
-    FloatingPointError, match=r"loss became nan at epoch 2, batch 1 .*last good checkpoint .* \(epoch 1"
+    FloatingPointError, match=rf"loss became nan at epoch 2, batch 1 .*last good checkpoint is {tmp_path}/checkpoints/8 \(epoch 1"
   ):
     train.fit(
       tiny_model(), poisoned, optax.sgd(0.1), epochs=2, batch_size=8, out_dir=tmp_path, progress=False, resume=True
     )
-  kept, position = train.load_checkpoint(tmp_path / "checkpoint.npz", good)
+  kept, position = train.load_checkpoint(tmp_path / "checkpoints", good)
   assert position["epoch"] == 1
   assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(kept.params))
 
