@@ -36,7 +36,7 @@ def run(argv=None):
   `--epochs` (15), `--batch-size` (64), `--lr` (2e-3), `--optimizer` (`sgd`, `adam`, default,
   or `adamw`), `--schedule` (`cosine`, default, decaying over the run's steps, or `constant`),
   `--clip` (global gradient norm), `--label-smoothing` (0), `--patience` (None), `--seed` (0),
-  `--out` (`out`), `--resume`, `--checkpoint-every` (steps), `--no-progress`, `--devices` (the
+  `--out` (`out`), `--resume`, `--checkpoint-every` (steps), `--max-to-keep` (2), `--no-progress`, `--devices` (the
   first N devices; default all), and for a run of several processes `--coordinator-address
   HOST:PORT`, `--num-processes`, `--process-id` (`jax.distributed.initialize`'s; without them JAX
   detects SLURM, Open MPI, Kubernetes and Cloud TPU itself). The optimizer is `make_optimizer`'s; the run is
@@ -84,10 +84,11 @@ def run(argv=None):
   )
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--out", default="out", help="directory for checkpoints, curves.png and metrics.json")
-  parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+  parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
   parser.add_argument(
     "--checkpoint-every", type=int, default=None, help="also checkpoint every N steps within an epoch"
   )
+  parser.add_argument("--max-to-keep", type=int, default=2, help="how many of the newest checkpoints to keep")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   parser.add_argument("--devices", type=int, default=None, help="train on the first N devices (default: all)")
   parser.add_argument(
@@ -110,6 +111,7 @@ def run(argv=None):
       args.checkpoint_every is None or args.checkpoint_every >= 1,
       "an int >= 1",
     ),
+    ("--max-to-keep", args.max_to_keep, args.max_to_keep >= 1, "an int >= 1"),
     ("--devices", args.devices, args.devices is None or args.devices >= 1, "an int >= 1"),
     ("--num-processes", args.num_processes, args.num_processes is None or args.num_processes >= 1, "an int >= 1"),
     ("--process-id", args.process_id, args.process_id is None or args.process_id >= 0, "an int >= 0"),
@@ -154,6 +156,7 @@ def run(argv=None):
       checkpoint_every=args.checkpoint_every,
       progress=not args.no_progress,
       mesh=mesh,
+      max_to_keep=args.max_to_keep,
     )
   except FloatingPointError as err:
     sys.exit(f"funconv-train: {err}")

@@ -71,6 +71,8 @@ class Checkpoints:
     directory: the run's checkpoint directory, a string or `pathlib.Path` (created if missing).
     max_to_keep: how many of the newest steps to keep (default 2: the newest and, should that one
       be damaged, the one before).
+    read_only: only load (default False). A writer deletes the temporary directories that killed
+      writers left; a reader leaves them, so it may read a directory that a run is writing.
 
   Examples:
     >>> import optax
@@ -87,14 +89,15 @@ class Checkpoints:
     (2, {'epoch': 2})
   """
 
-  def __init__(self, directory, max_to_keep=2):
+  def __init__(self, directory, max_to_keep=2, read_only=False):
     import orbax.checkpoint as ocp  # tensorstore's start-up is paid by runs that write checkpoints
 
     self._ocp = ocp
-    self.directory = pathlib.Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-      self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, cleanup_tmp_directories=True)
+    self.directory = pathlib.Path(directory)
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, read_only=read_only, create=not read_only, cleanup_tmp_directories=not read_only
     )
+    self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
     self._pending = None
 
   def __enter__(self):
@@ -316,8 +319,8 @@ def load(path, template, sharding=None):
   if not path.is_dir():
     raise FileNotFoundError(f"checkpoint {path} does not exist")
   if (path / "meta").is_dir() and path.name.isdigit():
-    return Checkpoints(path.parent).load(template, int(path.name), sharding)
-  restored = Checkpoints(path).load(template, sharding=sharding)
+    return Checkpoints(path.parent, read_only=True).load(template, int(path.name), sharding)
+  restored = Checkpoints(path, read_only=True).load(template, sharding=sharding)
   if restored is None:
     raise FileNotFoundError(f"{path} holds no checkpoint")
   return restored

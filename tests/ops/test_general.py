@@ -1,5 +1,7 @@
 """The lax.conv_general_dilated drop-in: any layout, input dilation, groups, batch groups."""
 
+import math
+
 import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ from hypothesis import given
 from jax import lax
 
 import funconv as fc
+from tests.oracle import assert_close_to_largest, sum_error_bound
 from tests.sweep import examples
 
 LAYOUTS_2D = [
@@ -69,18 +72,21 @@ def test_drop_in_matches_lax(cfg):
     return  # a configuration lax itself rejects (e.g. empty output)
   if min(shape) == 0:
     return
-  expected = value_and_grads(lax.conv_general_dilated, lhs, rhs, kwargs)
-  actual = value_and_grads(fc.ops.conv_general_dilated, lhs, rhs, kwargs)
-  for ours, ref in zip(actual, expected):
-    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+  cotangent = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+  expected = value_and_grads(lax.conv_general_dilated, lhs, rhs, cotangent, kwargs)
+  actual = value_and_grads(fc.ops.conv_general_dilated, lhs, rhs, cotangent, kwargs)
+  # The longest of the three sums: a window's products (output), the kernel taps and output channels that
+  # reach one input (its cotangent), or the batch and output positions (the kernel's cotangent).
+  terms = max(math.prod(rhs.shape), math.prod(shape))
+  assert_close_to_largest(actual, expected, 2 * sum_error_bound(terms))
 
 
-def value_and_grads(conv, lhs, rhs, kwargs):
-  """Output and both input cotangents for output cotangent `cos(y)`, compiled as one program."""
+def value_and_grads(conv, lhs, rhs, cotangent, kwargs):
+  """Output and both input cotangents for the output cotangent `cotangent`, compiled as one program."""
 
   def run(lhs, rhs):
     y, vjp = jax.vjp(lambda a, b: conv(a, b, **kwargs), lhs, rhs)
-    return (y, *vjp(jnp.cos(y)))
+    return (y, *vjp(cotangent))
 
   return jax.jit(run)(lhs, rhs)
 
@@ -100,9 +106,11 @@ def test_flax_nnx_conv_runs_on_the_drop_in():
   ours = nnx.Conv(conv_general_dilated=fc.ops.conv_general_dilated, rngs=nnx.Rngs(0), **kwargs)
   native = nnx.Conv(rngs=nnx.Rngs(0), **kwargs)
   x = jax.random.normal(jax.random.key(1), (2, 9, 9, 3))
-  np.testing.assert_allclose(ours(x), native(x), rtol=1e-5, atol=1e-5)
+  assert_close_to_largest(ours(x), native(x), 2 * sum_error_bound(3 * 3 * 3))
   grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))
-  np.testing.assert_allclose(grads(ours)["kernel"][...], grads(native)["kernel"][...], rtol=1e-4, atol=1e-4)
+  # The kernel's cotangent sums 2 y x over the 2 x 5 x 9 output positions, each y a sum of 27 products.
+  bound = 2 * sum_error_bound(2 * 5 * 9 + 27)
+  assert_close_to_largest(grads(ours)["kernel"][...], grads(native)["kernel"][...], bound)
   graphdef, state = nnx.split(ours)
   loss = lambda state, x: jnp.sum(nnx.merge(graphdef, state)(x) ** 2)
   jaxpr = str(jax.make_jaxpr(jax.grad(loss))(state, x))

@@ -163,7 +163,8 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp
   good, _ = train.fit(tiny_model(), ds, optax.sgd(0.1), epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
   poisoned = ds._replace(x_train=np.full_like(ds.x_train, np.nan))
   with pytest.raises(
-    FloatingPointError, match=rf"loss became nan at epoch 2, batch 1 .*last good checkpoint is {tmp_path}/checkpoints/8 \(epoch 1"
+    FloatingPointError,
+    match=rf"loss became nan at epoch 2, batch 1 .*last good checkpoint is {tmp_path}/checkpoints/8 \(epoch 1",
   ):
     train.fit(
       tiny_model(), poisoned, optax.sgd(0.1), epochs=2, batch_size=8, out_dir=tmp_path, progress=False, resume=True
