@@ -63,6 +63,11 @@ class Case:
     x, w, _, _ = self.inputs()
     return jax.eval_shape(self.native, x, w).shape
 
+  def bound(self, order=1):
+    """Twice the rounding bound of the longest sum (a kernel's taps and channels, or a kernel cotangent's batch
+    and output positions), grown by one such sum per derivative `order` (two programs, two orders of summing)."""
+    return 2 * sum_error_bound(max(math.prod(self.w_shape), math.prod(self.out_shape())), growth=order)
+
 
 def case(name, x_shape, w_shape, strides=1, padding="VALID", dilation=1, groups=1, transpose=False):
   rank = len(w_shape) - 2
@@ -86,20 +91,18 @@ ALL_CASES = [CONV_1D, CONV_DILATED, CONV_GROUPS, CONV_DEPTHWISE, CONV_3D, TRANSP
 FEW_CASES = [CONV_1D, CONV_GROUPS, CONV_DEPTHWISE, TRANSPOSE_SAME]
 
 
-def assert_trees_close(actual, expected, tol=1e-4):
-  """Same tree structure, shapes and dtypes; values within `tol` relative to each leaf's largest entry."""
+def assert_trees_close(actual, expected, bound):
+  """Same tree structure, shapes and dtypes; values within `bound` relative to each leaf's largest entry."""
   chex.assert_trees_all_equal_shapes_and_dtypes(actual, expected)
-  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
-    e = np.asarray(e)
-    scale = float(np.max(np.abs(e), initial=0.0))
-    np.testing.assert_allclose(np.asarray(a), e, rtol=tol, atol=tol * max(scale, 1e-3))
+  assert_close_to_largest(actual, expected, bound)
 
 
-def agree(transform, c, *args, tol=1e-4):
-  """`transform(f)(*args)`, jitted, for f = funconv's op and the native one: the results agree."""
+def agree(transform, c, *args, order=1):
+  """`transform(f)(*args)`, jitted, for f = funconv's op and the native one: the results agree within the case's
+  bound for derivatives of `order`."""
   actual = jax.jit(transform(c.ours))(*args)
   expected = jax.jit(transform(c.native))(*args)
-  assert_trees_close(actual, expected, tol)
+  assert_trees_close(actual, expected, c.bound(order))
   return actual, expected
 
 
@@ -133,13 +136,13 @@ def test_hessian(c):
   x, w, _, _ = c.inputs()
   if x.shape[0] > 1:  # keep the Hessian small: one example
     x = x[:1]
-  ((hxx, hxw), (hwx, hww)), _ = agree(lambda f: jax.hessian(tanh_loss(f), argnums=(0, 1)), c, x, w, tol=2e-4)
+  ((hxx, hxw), (hwx, hww)), _ = agree(lambda f: jax.hessian(tanh_loss(f), argnums=(0, 1)), c, x, w, order=2)
   chex.assert_shape(
     [hxx, hxw, hwx, hww], [(*x.shape, *x.shape), (*x.shape, *w.shape), (*w.shape, *x.shape), (*w.shape, *w.shape)]
   )
   # Symmetric: the mixed blocks are each other's transpose.
-  np.testing.assert_allclose(
-    np.asarray(hxw).reshape(x.size, w.size), np.asarray(hwx).reshape(w.size, x.size).T, rtol=1e-4, atol=1e-5
+  assert_close_to_largest(
+    np.asarray(hxw).reshape(x.size, w.size), np.asarray(hwx).reshape(w.size, x.size).T, c.bound(2)
   )
 
 
@@ -176,7 +179,7 @@ def test_linear_transpose(c):
   (dx, dw), _ = agree(transposed, c, x, w, ct)
   chex.assert_shape([dx, dw], [x.shape, w.shape])
   vjp_x, vjp_w = jax.jit(lambda x, w, ct: jax.vjp(c.ours, x, w)[1](ct))(x, w, ct)
-  assert_trees_close((dx, dw), (vjp_x, vjp_w))
+  assert_trees_close((dx, dw), (vjp_x, vjp_w), c.bound())
 
 
 def stacked(a, axis, n, rng):
@@ -219,7 +222,7 @@ def test_vmap(c, mode):
   expected_shape.insert(out_axes if out_axes >= 0 else len(expected_shape) + 1 + out_axes, 3)
   chex.assert_shape(y, tuple(expected_shape))
   # The first slice is the unbatched call.
-  np.testing.assert_allclose(np.take(np.asarray(y), 0, axis=out_axes), jax.jit(c.ours)(x, w), rtol=1e-5, atol=1e-5)
+  assert_close_to_largest(np.take(np.asarray(y), 0, axis=out_axes), jax.jit(c.ours)(x, w), c.bound())
 
 
 @pytest.mark.parametrize("c", [CONV_1D, CONV_GROUPS, CONV_3D, TRANSPOSE_SAME])
@@ -247,7 +250,7 @@ def gradient_norm(f):
 @pytest.mark.parametrize("c", ALL_CASES)
 def test_grad_of_grad(c):
   x, w, _, _ = c.inputs()
-  agree(lambda f: jax.grad(gradient_norm(f), argnums=(0, 1)), c, x, w, tol=2e-4)
+  agree(lambda f: jax.grad(gradient_norm(f), argnums=(0, 1)), c, x, w, order=2)
 
 
 @pytest.mark.parametrize("c", [CONV_DILATED, CONV_3D, TRANSPOSE_VALID])  # test_hessian covers the others
@@ -261,7 +264,7 @@ def test_jvp_of_grad(c):
     w,
     tx,
     tw,
-    tol=2e-4,
+    order=2,
   )
 
 
@@ -288,7 +291,7 @@ def test_checkpoint(c, policy):
     loss = lambda x, w: jnp.sum(layer(x, w) ** 2)
     return lambda x, w, tx, tw: (jax.value_and_grad(loss, argnums=(0, 1))(x, w), jax.jvp(loss, (x, w), (tx, tw)))
 
-  agree(rematerialized, c, x, w, tx, tw, tol=2e-4)
+  agree(rematerialized, c, x, w, tx, tw)
 
 
 SCAN_CASES = [  # (name, x shape, stacked kernel shape, op(h, w)): layers that keep the shape
@@ -326,7 +329,8 @@ def test_scan_over_stacked_layers(name, x_shape, ws_shape, make, mode):
     args = (x, ws, tx, tws)
   actual = jax.jit(transform(ours))(*args)
   expected = jax.jit(transform(native))(*args)
-  assert_trees_close(actual, expected, tol=2e-4)
+  # Three layers: the longest sum is a kernel cotangent's over the batch and output positions.
+  assert_trees_close(actual, expected, 2 * sum_error_bound(math.prod(x.shape), growth=len(ws)))
 
 
 @pytest.mark.parametrize("c", [CONV_DILATED, TRANSPOSE_SAME])
@@ -398,10 +402,16 @@ def pool_case(pool, geometry):
   return x, (lambda x: ours(x, *g)), (lambda x: native(x, *g))
 
 
-def pool_agree(transform, ours, native, *args, tol=1e-5):
+def pool_bound(order=1):
+  """Twice the rounding bound of a 3 x 3 window's sum, a square root or division, and an input cotangent's sum
+  over the (up to 3 x 2) windows covering it, grown by one such chain per derivative `order`."""
+  return 2 * sum_error_bound(3 * 3 + 3 * 2 + 3, growth=order)
+
+
+def pool_agree(transform, ours, native, *args, order=1):
   actual = jax.jit(transform(ours))(*args)
   expected = jax.jit(transform(native))(*args)
-  assert_trees_close(actual, expected, tol)
+  assert_trees_close(actual, expected, pool_bound(order))
   return actual
 
 
@@ -429,7 +439,7 @@ def test_pool_jacrev(pool, geometry):
 def test_pool_hessian(pool, geometry):
   x, ours, native = pool_case(pool, geometry)
   x = x[:1]
-  hess = pool_agree(lambda f: jax.hessian(lambda x: jnp.sum(jnp.tanh(f(x)))), ours, native, x, tol=1e-4)
+  hess = pool_agree(lambda f: jax.hessian(lambda x: jnp.sum(jnp.tanh(f(x)))), ours, native, x, order=2)
   chex.assert_shape(hess, (*x.shape, *x.shape))
 
 
@@ -438,7 +448,7 @@ def test_pool_vmap(pool, axes):
   x, ours, native = pool_case(pool, "2d_overlap_same")
   xs = stacked(x, axes[0], 3, np.random.default_rng(0))
   y = pool_agree(lambda f: jax.vmap(f, axes[0], axes[1]), ours, native, xs)
-  np.testing.assert_allclose(np.take(np.asarray(y), 0, axis=axes[1]), jax.jit(ours)(x), rtol=1e-6, atol=1e-6)
+  assert_close_to_largest(np.take(np.asarray(y), 0, axis=axes[1]), jax.jit(ours)(x), pool_bound())
   # vmap of the gradient too (per-example input gradients of a pooled loss).
   pool_agree(lambda f: jax.vmap(jax.grad(lambda x: jnp.sum(jnp.sin(f(x)))), axes[0], axes[1]), ours, native, xs)
 
