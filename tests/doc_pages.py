@@ -1,9 +1,10 @@
 """Runs the Python code blocks of Markdown pages, so that no example in the docs can rot.
 
 Every fenced block whose info string is exactly ``python`` runs, in page order, in one namespace
-per page (a page reads like a notebook), in a fresh interpreter per page (a page may set
-environment variables such as ``XLA_FLAGS`` before its first ``import jax``). A failing block's
-traceback names the page and the line in it.
+per page (a page reads like a notebook), in a process of its own per page: forked from a server
+that has imported JAX, funconv, optax and matplotlib once (a fresh interpreter's imports were a
+fifth of a short page's time) but started no JAX backend, so a page may still set ``XLA_FLAGS``
+before its first computation. A failing block's traceback names the page and the line in it.
 
 Blocks that draw write their figures to ``figures/NAME.png`` relative to the working directory,
 which ``figures/`` exists in; blocks that read benchmark results read ``experiments/results/`` there,
@@ -14,11 +15,14 @@ committed figures by running pages in their own directory::
 """
 
 import argparse
+import atexit
+import functools
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import traceback
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *ROOT.glob("docs/**/*.md")])
@@ -52,32 +56,72 @@ def _exec_page(page):
     exec(compile("\n" * (first_line - 1) + body, str(page), "exec"), namespace)
 
 
-def run_page(page, workdir):
-  """Runs `page`'s blocks in a fresh interpreter with `workdir` as working directory.
+def _serve():
+  """The fork server: imports once, then for each `PAGE WORKDIR` line on stdin forks a child that runs the page in
+  `WORKDIR` with its output in `WORKDIR/page-output.txt`, and answers the child's exit status."""
+  import warnings
 
-  Returns the ``subprocess.CompletedProcess`` (stdout and stderr together in ``stdout``).
+  import funconv  # noqa: F401
+  import matplotlib.pyplot  # noqa: F401
+  import optax  # noqa: F401
+
+  warnings.simplefilter("ignore", DeprecationWarning)  # fork() beside NumPy's idle BLAS threads, before JAX starts
+  for line in sys.stdin:
+    page, workdir = line.rstrip("\n").split("\t")
+    pid = os.fork()
+    if pid == 0:
+      os.chdir(workdir)
+      fd = os.open("page-output.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+      os.dup2(fd, 1)
+      os.dup2(fd, 2)
+      try:
+        _exec_page(page)
+        code = 0
+      except BaseException:
+        traceback.print_exc()
+        code = 1
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(code)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+
+
+@functools.cache
+def _server():
+  """This process's fork server (one per test worker), with the environment a reader's machine has."""
+  # Without the simulated devices the tests' conftest adds for the data-parallel tests.
+  flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", os.environ.get("XLA_FLAGS", "")).strip()
+  env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "XLA_FLAGS": flags}
+  server = subprocess.Popen(
+    [sys.executable, __file__, "--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+  )
+  atexit.register(server.stdin.close)
+  return server
+
+
+def run_page(page, workdir):
+  """Runs `page`'s blocks in a process of its own with `workdir` as working directory.
+
+  Returns a ``subprocess.CompletedProcess`` (stdout and stderr together in ``stdout``).
   """
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()
   (workdir / "figures").mkdir(parents=True, exist_ok=True)
   experiments = workdir / "experiments"
   linked = not experiments.exists()
   if linked:
     experiments.symlink_to(ROOT / "experiments", target_is_directory=True)
-  # As on a reader's machine: without the simulated devices the tests' conftest adds for the data-parallel tests.
-  flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "", os.environ.get("XLA_FLAGS", "")).strip()
-  env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT), "XLA_FLAGS": flags}
+  server = _server()
   try:
-    return subprocess.run(
-      [sys.executable, __file__, "--exec", str(pathlib.Path(page).resolve())],
-      cwd=workdir,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT,
-      text=True,
-    )
+    server.stdin.write(f"{pathlib.Path(page).resolve()}\t{workdir}\n")
+    server.stdin.flush()
+    code = int(server.stdout.readline())
   finally:
     if linked:
       experiments.unlink()
+  output = workdir / "page-output.txt"
+  text = output.read_text()
+  output.unlink()
+  return subprocess.CompletedProcess([str(page)], code, text)
 
 
 def main(argv=None):
@@ -85,10 +129,10 @@ def main(argv=None):
     description="Run Markdown pages' python blocks in the page's own directory (writing its figures/)."
   )
   parser.add_argument("pages", nargs="*", type=pathlib.Path)
-  parser.add_argument("--exec", dest="exec_page", type=pathlib.Path, help=argparse.SUPPRESS)
+  parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
-  if args.exec_page:
-    _exec_page(args.exec_page)
+  if args.serve:
+    _serve()
     return 0
   failed = 0
   for page in args.pages:

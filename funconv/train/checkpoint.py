@@ -94,8 +94,10 @@ class Checkpoints:
 
     self._ocp = ocp
     self.directory = pathlib.Path(directory)
+    # A reader neither creates the directory nor deletes killed writers' temporary directories (orbax's own
+    # read_only option logs warnings at every construction).
     options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, read_only=read_only, create=not read_only, cleanup_tmp_directories=not read_only
+      max_to_keep=None if read_only else max_to_keep, create=not read_only, cleanup_tmp_directories=not read_only
     )
     self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
     self._pending = None
@@ -111,48 +113,49 @@ class Checkpoints:
     return self.directory / str(step)
 
   def steps(self):
-    """The committed steps, oldest first."""
+    """The steps in the directory, oldest first (the one being written included)."""
     return sorted(self._manager.all_steps())
 
   def save(self, train_state, position, step=None):
     """Write `train_state` and the JSON-serialisable `position` as step `step` (default:
     `int(train_state.step)`).
 
-    A step of that number already there (a run resumed from an earlier step) is replaced. The
-    write finishes in the background; `wait` (or the next `save`) waits for it. `train_state` may
-    be any pytree of arrays and PRNG keys given `step`.
+    Steps of that number or later already there (the future of a run resumed from an earlier
+    step) are deleted first. The write finishes in the background; `wait` (or the next `save`)
+    waits for it. `train_state` may be any pytree of arrays and PRNG keys given `step`.
 
     Raises:
       TypeError: `position` is not JSON-serialisable (nothing is written).
       ValueError: an array of `train_state` is sharded over several processes.
     """
     self.wait()
-    leaves = jax.tree.leaves(train_state)
+    host = [_host(leaf) for leaf in jax.tree.leaves(train_state)]
     meta = dict(
       position=position,
       treedef=str(jax.tree.structure(train_state)),
-      shapes=[list(np.shape(_host(leaf))) for leaf in leaves],
-      crc32=[_crc32(leaf) for leaf in leaves],
+      shapes=[list(a.shape) for a in host],
+      dtypes=[a.dtype.name for a in host],
+      crc32=[_crc32(a) for a in host],
     )
     json.dumps(meta)  # a TypeError here, not in orbax's background thread
     step = int(train_state.step) if step is None else step
-    if step in self._manager.all_steps():
-      self._manager.delete(step)
+    for later in [s for s in self._manager.all_steps() if s >= step]:
+      self._manager.delete(later)
     state = jax.tree.map(lambda leaf: jax.random.key_data(leaf) if is_prng_key(leaf) else leaf, train_state)
     args = self._ocp.args
     self._manager.save(step, args=args.Composite(state=args.StandardSave(state), meta=args.JsonSave(meta)))
     self._pending = step
 
   def wait(self):
-    """Wait until the last `save` is committed and on disk."""
+    """Wait until the last `save` is committed and on disk; an error of its write is raised here."""
+    pending, self._pending = self._pending, None
     self._manager.wait_until_finished()
-    if self._pending is not None and jax.process_index() == 0:
-      for root, _, files in os.walk(self.path(self._pending)):
+    if pending is not None and jax.process_index() == 0:  # the process that renamed the step into place
+      for root, _, files in os.walk(self.path(pending)):
         for name in files:
           _fsync(os.path.join(root, name))
         _fsync(root)
       _fsync(self.directory)
-    self._pending = None
 
   def clear(self):
     """Delete every step (a run starting afresh in this directory)."""
@@ -161,9 +164,11 @@ class Checkpoints:
       self._manager.delete(step)
 
   def close(self):
-    """`wait`, then release orbax's manager."""
-    self.wait()
-    self._manager.close()
+    """`wait`, then release orbax's manager (also where the write failed)."""
+    try:
+      self.wait()
+    finally:
+      self._manager.close()
 
   def load(self, template, step=None, sharding=None):
     """`(train_state, position)` of step `step`, or of the newest loadable step; None where there is none.
@@ -173,8 +178,8 @@ class Checkpoints:
 
     Args:
       template: a `TrainState` (pytree) with the structure and shapes of the saved one, e.g. a
-        fresh `init_train_state` of the same model, optimizer and input shape; its leaves' dtypes
-        and PRNG key implementations are those restored.
+        fresh `init_train_state` of the same model, optimizer and input shape; the saved arrays
+        are cast to its leaves' dtypes, PRNG keys wrapped with its key implementations.
       step: the step to load (default None: the newest loadable).
       sharding: where to put the arrays (default None: this process's first device), e.g.
         `funconv.train.distributed.replicated(mesh)` for a run on `mesh`, whatever the device count
@@ -219,8 +224,9 @@ class Checkpoints:
     if not same:
       raise _mismatch(path)
     sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.unflatten(
-      treedef, [jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype, sharding=sharding) for leaf in like_data]
+    abstract = jax.tree.unflatten(  # in the dtypes written, for the CRC-32s; cast to the template's below
+      treedef,
+      [jax.ShapeDtypeStruct(shape, dtype, sharding=sharding) for shape, dtype in zip(meta["shapes"], meta["dtypes"])],
     )
     try:
       state = self._manager.restore(step, args=args.Composite(state=args.StandardRestore(abstract)))["state"]
@@ -230,7 +236,7 @@ class Checkpoints:
     except Exception as err:
       raise _damaged(path, err) from err
     restored = [
-      jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(ref)) if is_prng_key(ref) else leaf
+      jax.random.wrap_key_data(leaf, impl=jax.random.key_impl(ref)) if is_prng_key(ref) else leaf.astype(ref.dtype)
       for leaf, ref in zip(leaves, like)
     ]
     return jax.tree.unflatten(treedef, restored), meta["position"]
@@ -256,8 +262,8 @@ def save(directory, train_state, position, max_to_keep=2, step=None):
 
   Raises:
     TypeError: `position` is not JSON-serialisable (nothing is written).
-    OSError: the step cannot be written (`ENOSPC` on a full disk, permissions); the steps already
-      there are untouched.
+    OSError: the step cannot be written (`ENOSPC` on a full disk, permissions); the earlier steps
+      are untouched.
 
   Examples:
     >>> import os, optax
@@ -318,9 +324,9 @@ def load(path, template, sharding=None):
     return _load_npz(path, template, sharding)
   if not path.is_dir():
     raise FileNotFoundError(f"checkpoint {path} does not exist")
-  if (path / "meta").is_dir() and path.name.isdigit():
-    return Checkpoints(path.parent, read_only=True).load(template, int(path.name), sharding)
-  restored = Checkpoints(path, read_only=True).load(template, sharding=sharding)
+  step = int(path.name) if (path / "meta").is_dir() and path.name.isdigit() else None
+  with Checkpoints(path if step is None else path.parent, read_only=True) as ckpts:
+    restored = ckpts.load(template, step, sharding)
   if restored is None:
     raise FileNotFoundError(f"{path} holds no checkpoint")
   return restored

@@ -4,6 +4,7 @@ replicated on it, each process's share of a global batch placed with
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -210,6 +211,17 @@ def is_prng_key(leaf):
     (True, False, False)
   """
   return jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key)
+
+
+def barrier(name):
+  """Wait until every process reaches the barrier `name` (nothing to wait for in a run of one process).
+
+  Examples:
+    >>> from funconv.train.distributed import barrier
+    >>> barrier("checkpoints listed")
+  """
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def is_main_process():

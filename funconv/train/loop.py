@@ -5,6 +5,7 @@ import math
 import pathlib
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -154,6 +155,7 @@ def _early_stopping(position, record, ts, best_ckpts, patience):
   if record["val_accuracy"] > best:
     best, bad = record["val_accuracy"], 0
     best_ckpts.save(ts, dict(epoch=record["epoch"]))
+    best_ckpts.wait()  # on disk before the checkpoint that records it as the best
   position = dict(
     epoch=record["epoch"], batch=0, history=position["history"] + [record], best=best, bad_epochs=bad, running=None
   )
@@ -166,16 +168,38 @@ def _start(ts, mesh, out, ckpts, best_ckpts, resume):
   directories' steps of an earlier run deleted."""
   position = dict(epoch=0, batch=0, history=[], best=-math.inf, bad_epochs=0, running=None)
   if not resume:
+    distributed.barrier(f"{out}: checkpoints listed")  # every process deletes the steps it listed
     ckpts.clear()
     best_ckpts.clear()
     return distributed.replicate(mesh, ts), position
   restored = ckpts.load(ts, sharding=distributed.replicated(mesh))
-  if restored is None and (out / "checkpoint.npz").exists():
-    if (out / "best.npz").exists():
-      best_ckpts.save(*checkpoint.load(out / "best.npz", ts))
-    restored = checkpoint.load(out / "checkpoint.npz", ts)
-  ts, position = (ts, position) if restored is None else restored
-  return distributed.replicate(mesh, ts), position
+  if restored is None:
+    legacy = _load_npz_run(out, "checkpoint", ts)
+    restored = legacy and (distributed.replicate(mesh, legacy[0]), legacy[1])
+  best = None if best_ckpts.steps() else _load_npz_run(out, "best", ts)
+  if best is not None:
+    best_ckpts.save(distributed.replicate(mesh, best[0]), best[1])
+  return (distributed.replicate(mesh, ts), position) if restored is None else restored
+
+
+def _load_npz_run(out, name, ts):
+  """`out/name.npz` of a run checkpointed before orbax, or where that is missing or damaged (with a warning)
+  `out/name.prev.npz`, the copy its writer kept; None where neither exists."""
+  failure = None
+  for path in (out / f"{name}.npz", out / f"{name}.prev.npz"):
+    if not path.exists():
+      continue
+    try:
+      restored = checkpoint.load(path, ts)
+    except ValueError as err:
+      failure = failure or err
+      continue
+    if failure is not None:
+      warnings.warn(f"{failure}; loading the previous checkpoint {path} instead", stacklevel=3)
+    return restored
+  if failure is not None:
+    raise failure
+  return None
 
 
 def _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts):

@@ -4,6 +4,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -115,28 +116,18 @@ def test_evaluation_counts_every_example_once_whatever_the_device_count(tmp_path
   assert metrics["accuracy"] == pytest.approx(expected, abs=0.5 / 359)
 
 
-def test_the_command_line_on_four_devices_writes_lines_to_a_log(tmp_path, capsys):
-  """Four devices; stdout and stderr not a terminal (as under SLURM, here pytest's capture): no carriage-return
-  updates of a bar, a line per epoch."""
-  report = cli(["--epochs", "2", "--devices", "4", "--out", str(tmp_path)])
-  assert report["devices"] == 4 and json.loads((tmp_path / "metrics.json").read_text())["devices"] == 4
-  out = capsys.readouterr()
-  assert "4 devices in 1 process" in out.out
-  assert "\r" not in out.out + out.err
-  assert sum(line.startswith("epoch ") for line in out.out.splitlines()) == 2
-
-
 def free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
 
 
-def start_processes(out_dir, num_processes, devices_each, *args):
+def start_processes(out_dir, num_processes, devices_each, *args, progress=False):
   """`funconv-train` in `num_processes` real processes of `devices_each` simulated CPU devices on 127.0.0.1, joined
-  by JAX's distributed runtime."""
+  by JAX's distributed runtime; `--no-progress` unless `progress`."""
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_each}")  # as a user runs it
-  command = [sys.executable, "-m", "funconv.train", "--out", str(out_dir), "--no-progress", *BAR, *args]
+  command = [sys.executable, "-m", "funconv.train", "--out", str(out_dir), *BAR, *args]
+  command += [] if progress else ["--no-progress"]
   if num_processes > 1:
     command += ["--coordinator-address", f"127.0.0.1:{free_port()}", "--num-processes", str(num_processes)]
   return [
@@ -160,9 +151,9 @@ def kill(procs):
   return [p.communicate()[0] for p in procs]
 
 
-def run_processes(out_dir, num_processes, devices_each, *args):
+def run_processes(out_dir, num_processes, devices_each, *args, progress=False):
   """`start_processes`, each waited for (all killed if the run outlives `TIMEOUT`); their outputs and the report."""
-  procs = start_processes(out_dir, num_processes, devices_each, *args)
+  procs = start_processes(out_dir, num_processes, devices_each, *args, progress=progress)
   try:
     outputs = [p.communicate(timeout=TIMEOUT)[0] for p in procs]
   finally:
@@ -176,6 +167,7 @@ def test_a_checkpoint_saved_on_four_devices_restores_onto_one_or_two(tmp_path):
   ts = fc.train.init_train_state(bn_dropout_cnn(), optax.adam(1e-2), (8, 8, 1), seed=5)
   with fc.train.Checkpoints(tmp_path) as ckpts:
     ckpts.save(distributed.replicate(distributed.data_mesh(4), ts), dict(epoch=1))
+  ckpts = fc.train.Checkpoints(tmp_path, read_only=True)
   for devices in (1, 2):
     mesh = distributed.data_mesh(devices)
     restored, position = ckpts.load(ts, sharding=distributed.replicated(mesh))
@@ -197,8 +189,18 @@ BAR = ("--epochs", "3", "--batch-size", "64", "--seed", "0")
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
-  """The same run in one process of one device, compiled as the others (not with this process's XLA flags)."""
-  return run_processes(tmp_path_factory.mktemp("1x1"), 1, 1)[1]
+  """The same run in one process of one device, compiled as the others (not with this process's XLA flags):
+  `(out_dir, output, report)`."""
+  out = tmp_path_factory.mktemp("1x1")
+  outputs, report = run_processes(out, 1, 1)
+  return out, outputs[0], report
+
+
+def test_the_main_job_as_a_user_runs_it(one_device):
+  """`python -m funconv.train` (the `funconv-train` command) on one device: exits cleanly, reports, draws."""
+  out, output, report = one_device
+  assert "1 device in 1 process" in output and "test accuracy:" in output and "Traceback" not in output
+  assert (report["devices"], report["processes"]) == (1, 1) and (out / "curves.png").exists()
 
 
 def assert_same_result(report, reference):
@@ -210,7 +212,7 @@ def assert_same_result(report, reference):
 def test_two_processes_of_two_devices_reach_the_one_device_result(tmp_path, one_device):
   outputs, two_by_two = run_processes(tmp_path, 2, 2)
   assert (two_by_two["devices"], two_by_two["processes"]) == (4, 2)
-  assert_same_result(two_by_two, one_device)
+  assert_same_result(two_by_two, one_device[2])
   assert "test accuracy" in outputs[0] and "test accuracy" not in outputs[1]  # process 0 alone prints
 
 
@@ -231,6 +233,8 @@ def test_two_processes_killed_mid_run_resume_as_one_process_of_four_devices(tmp_
     outputs = kill(procs)
   assert committed(tmp_path) and not (tmp_path / "metrics.json").exists()
   assert "4 devices in 2 processes" in outputs[0] and "funconv-train:" not in outputs[1]  # process 0 alone prints
-  _, resumed = run_processes(tmp_path, 1, 4, "--checkpoint-every", "5", "--resume")
-  assert (resumed["devices"], resumed["processes"]) == (4, 1)
-  assert_same_result(resumed, one_device)
+  # With the progress display on: its output is a pipe, not a terminal (as under SLURM): lines, not a bar.
+  (output,), resumed = run_processes(tmp_path, 1, 4, "--checkpoint-every", "5", "--resume", progress=True)
+  assert (resumed["devices"], resumed["processes"]) == (4, 1) and "4 devices in 1 process" in output
+  assert_same_result(resumed, one_device[2])
+  assert "\r" not in output and len(re.findall(r"^epoch +\d+  train loss", output, re.M)) == 3  # a line per epoch

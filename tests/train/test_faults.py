@@ -38,31 +38,26 @@ TIMEOUT = 120  # seconds without a word from a child before the test gives up on
 
 def run(out_dir, pause=0.0):
   """The run under test, in a child process: `fit` resumed from whatever `out_dir` holds, checkpointing every
-  step. Writes `save NAME STEP` when a checkpoint write of `out_dir/NAME` starts and `saved NAME STEP` once it is
-  committed and on disk, and, where `pause`, `io rename` before each of orbax's renames (a step and its items
-  committed), sleeping `pause` s there so that a kill can land inside the commit."""
+  step. Writes `save NAME STEP` as a checkpoint write of `out_dir/NAME` starts and `committed NAME STEP` once orbax
+  has renamed the step into place, and, where `pause`, `io rename` before each of orbax's renames (a step and its
+  items), sleeping `pause` s there so that a kill can land inside the commit."""
 
   def say(*words):  # one os.write: a kill never leaves half a line (orbax renames from its own thread)
     os.write(1, (" ".join(map(str, words)) + "\n").encode())
 
   def reporting_save(self, train_state, position, step=None, save=checkpoint.Checkpoints.save):
+    say("save", self.directory.name, int(train_state.step) if step is None else step)
     save(self, train_state, position, step)
-    say("save", self.directory.name, self._pending)
 
-  def reporting_wait(self, wait=checkpoint.Checkpoints.wait):
-    pending = self._pending
-    wait(self)
-    if pending is not None:
-      say("saved", self.directory.name, pending)
+  def reporting_rename(source, target, rename=os.rename):
+    if pause:
+      say("io", "rename")
+      time.sleep(pause)
+    rename(source, target)
+    if pathlib.Path(target).name.isdigit():
+      say("committed", pathlib.Path(target).parent.name, pathlib.Path(target).name)
 
-  def paused(*args, rename=os.rename):
-    say("io", "rename")
-    time.sleep(pause)
-    return rename(*args)
-
-  checkpoint.Checkpoints.save, checkpoint.Checkpoints.wait = reporting_save, reporting_wait
-  if pause:
-    os.rename = paused
+  checkpoint.Checkpoints.save, os.rename = reporting_save, reporting_rename
   train.fit(
     tiny_model(),
     tiny_data(),
@@ -153,7 +148,8 @@ def test_the_same_seed_gives_bit_identical_runs_in_two_processes(uninterrupted):
 def supervise(server, out, pause, trigger):
   """Run one child on `out` through the fork server and SIGKILL it `trigger(words)` seconds after the first of
   its lines (`pid PID`, `save NAME STEP`, `io rename`, ...) for which that is not None. Returns the exit code, the
-  steps `{NAME: STEP}` being written when it ended, and the last step it committed to `checkpoints`."""
+  steps `{NAME: STEP}` being written (not yet committed) when it ended, and the last step it committed to
+  `checkpoints`."""
   send, receive = server
   send(out, pause)
   pid = deadline = saved = None
@@ -172,7 +168,7 @@ def supervise(server, out, pause, trigger):
     pid = int(words[1]) if words[0] == "pid" else pid
     if words[0] == "save":
       writing[words[1]] = int(words[2])
-    if words[0] == "saved":
+    if words[0] == "committed":
       writing.pop(words[1], None)
       saved = int(words[2]) if words[1] == "checkpoints" else saved
     delay = trigger(words) if deadline is None else None
@@ -228,7 +224,7 @@ def test_runs_killed_at_random_resume_bit_for_bit(server, uninterrupted, tmp_pat
       ] += 1
       with warnings.catch_warnings():
         warnings.simplefilter("error")  # falling back past a damaged step would be a loss
-        restored = checkpoint.Checkpoints(out / "checkpoints").load(template())
+        restored = checkpoint.Checkpoints(out / "checkpoints", read_only=True).load(template())
       step = None if restored is None else int(restored[0].step)
       assert step == (newest_step if saved is None else saved) or writing.get("checkpoints") == step
       assert_run_files(out)
@@ -244,10 +240,10 @@ def test_runs_killed_at_random_resume_bit_for_bit(server, uninterrupted, tmp_pat
 
 
 def test_resuming_past_a_damaged_checkpoint_falls_back_and_reproduces_the_run(server, uninterrupted, tmp_path):
-  sixth = lambda words: 0.0 if words[:3] == ["saved", "checkpoints", "6"] else None
+  sixth = lambda words: 0.0 if words[:3] == ["committed", "checkpoints", "6"] else None
   code, _, _ = supervise(server, tmp_path, 0.0, sixth)
   assert code == -signal.SIGKILL
-  ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
+  ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints", read_only=True)
   step = ckpts.steps()[-1]  # 6 or a little later, each step having saved one
   damaged = max((p for p in ckpts.path(step).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
   damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
