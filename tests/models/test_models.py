@@ -126,7 +126,12 @@ def test_forward_and_gradient_programs_have_no_native_convolution(net):
     assert "conv_general_dilated" not in str(program)
 
 
-@pytest.mark.parametrize("name,net,shape", [SMALL[0], SMALL[4], SMALL[2]], ids=["lenet5", "resnet20", "tiny_vgg"])
+# ResNet-20's training (10 s on 2 cores) under -m slow; its blocks' gradients run in test_numerics (cifar_resnet8).
+@pytest.mark.parametrize(
+  "name,net,shape",
+  [SMALL[0], pytest.param(*SMALL[4], marks=pytest.mark.slow), SMALL[2]],
+  ids=["lenet5", "resnet20", "tiny_vgg"],
+)
 def test_a_few_training_steps_lower_the_loss(name, net, shape):
   _, params, state = net.init(jax.random.key(0), shape)
   x = jax.random.normal(jax.random.key(1), (16, *shape))
