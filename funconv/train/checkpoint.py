@@ -198,19 +198,7 @@ class Checkpoints:
       if step not in self._manager.all_steps():
         raise FileNotFoundError(f"checkpoint {self.path(step)} does not exist")
       return self._load_step(step, template, sharding)
-    failure = None
-    for candidate in reversed(self.steps()):
-      try:
-        restored = self._load_step(candidate, template, sharding)
-      except ValueError as err:
-        failure = failure or err
-        continue
-      if failure is not None:
-        warnings.warn(f"{failure}; loading the previous checkpoint {self.path(candidate)} instead", stacklevel=2)
-      return restored
-    if failure is not None:
-      raise failure
-    return None
+    return first_loadable(reversed(self.steps()), lambda s: self._load_step(s, template, sharding), self.path)
 
   def _load_step(self, step, template, sharding):
     path, args = self.path(step), self._ocp.args
@@ -240,6 +228,44 @@ class Checkpoints:
       for leaf, ref in zip(leaves, like)
     ]
     return jax.tree.unflatten(treedef, restored), meta["position"]
+
+
+def first_loadable(candidates, load, name=str):
+  """`load(candidate)` of the first of `candidates`, newest first, that loads; None where none exists.
+
+  A candidate whose `load` raises `FileNotFoundError` is skipped; one that raises `ValueError`
+  (damaged, or of another model) too, with a `UserWarning` that gives the error and names
+  (`name(candidate)`) the one loaded instead. Where none loads, the first `ValueError` is raised.
+
+  Examples:
+    >>> import warnings
+    >>> from funconv.train.checkpoint import first_loadable
+    >>> def load(n):
+    ...   if n == 3:
+    ...     raise ValueError("checkpoint 3 is truncated or corrupted")
+    ...   return f"state {n}"
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...   warnings.simplefilter("always")
+    ...   first_loadable([3, 2, 1], load)
+    'state 2'
+    >>> str(caught[0].message)
+    'checkpoint 3 is truncated or corrupted; loading the previous checkpoint 2 instead'
+  """
+  failure = None
+  for candidate in candidates:
+    try:
+      restored = load(candidate)
+    except FileNotFoundError:
+      continue
+    except ValueError as err:
+      failure = failure or err
+      continue
+    if failure is not None:
+      warnings.warn(f"{failure}; loading the previous checkpoint {name(candidate)} instead", stacklevel=3)
+    return restored
+  if failure is not None:
+    raise failure
+  return None
 
 
 def save(directory, train_state, position, max_to_keep=2, step=None):

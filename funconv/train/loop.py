@@ -5,7 +5,6 @@ import math
 import pathlib
 import sys
 import time
-import warnings
 
 import jax
 import numpy as np
@@ -185,21 +184,8 @@ def _start(ts, mesh, out, ckpts, best_ckpts, resume):
 def _load_npz_run(out, name, ts):
   """`out/name.npz` of a run checkpointed before orbax, or where that is missing or damaged (with a warning)
   `out/name.prev.npz`, the copy its writer kept; None where neither exists."""
-  failure = None
-  for path in (out / f"{name}.npz", out / f"{name}.prev.npz"):
-    if not path.exists():
-      continue
-    try:
-      restored = checkpoint.load(path, ts)
-    except ValueError as err:
-      failure = failure or err
-      continue
-    if failure is not None:
-      warnings.warn(f"{failure}; loading the previous checkpoint {path} instead", stacklevel=3)
-    return restored
-  if failure is not None:
-    raise failure
-  return None
+  paths = (out / f"{name}.npz", out / f"{name}.prev.npz")
+  return checkpoint.first_loadable(paths, lambda path: checkpoint.load(path, ts))
 
 
 def _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts):
