@@ -17,7 +17,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 SCRATCH_PAGES = 64 * 256  # the 64 MiB loop carry below, in 4 KiB pages
 
 # A compiled call whose scratch buffer (a 4096 x 4096 float32 loop carry) is larger than any block glibc serves from
-# its heap by default; minor page faults counted over each of the last 4 of 8 calls (glibc's threshold settles in 2).
+# its heap by default; minor page faults counted over each of the last 10 of 20 calls.
 FAULTS_PER_CALL = textwrap.dedent(
   """
   import json, resource, sys
@@ -28,11 +28,11 @@ FAULTS_PER_CALL = textwrap.dedent(
   f = jax.jit(lambda x: lax.fori_loop(0, 2, lambda i, c: jnp.sin(c) + c[::-1], x).sum())
   x = jnp.ones((4096, 4096))
   faults = []
-  for _ in range(8):
+  for _ in range(20):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     f(x).block_until_ready()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-  print(json.dumps({"applied": applied, "faults": faults[-4:]}))
+  print(json.dumps({"applied": applied, "faults": faults[-10:]}))
   """
 )
 
