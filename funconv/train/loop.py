@@ -331,7 +331,9 @@ def fit(
   train, val = _split(data, val_fraction, seed)
   if num_batches(len(train[0]), batch_size) == 0:
     raise ValueError(f"fit: batch_size {batch_size} is larger than the training split ({len(train[0])} examples)")
-  steps = make_steps(model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing, mesh=mesh)
+  train_step, eval_step = make_steps(
+    model, optimizer, augment=augment, normalize=normalize, label_smoothing=label_smoothing, mesh=mesh
+  )
   ts = init_train_state(model, optimizer, train[0].shape[1:], seed)
   with (
     checkpoint.Checkpoints(out / "checkpoints", max_to_keep) as ckpts,
@@ -342,7 +344,7 @@ def fit(
     while position["epoch"] < epochs and not stopped_early:
       start = time.perf_counter()
       ts, running, n = _train_epoch(
-        steps[0],
+        train_step,
         ts,
         train,
         position,
@@ -358,7 +360,7 @@ def fit(
       steps_run += n
       if max_steps is not None and steps_run >= max_steps:
         return ts, dict(history=position["history"], stopped_at_step=int(ts.step))
-      metrics = _evaluate(steps[1], ts, *val, batch_size, mesh)
+      metrics = _evaluate(eval_step, ts, *val, batch_size, mesh)
       record = dict(
         epoch=position["epoch"] + 1,
         train_loss=running["loss"] / running["count"],
@@ -375,4 +377,4 @@ def fit(
           f"val loss {record['val_loss']:.4f}  acc {record['val_accuracy']:.4f}  ({record['seconds']:.1f} s)",
           flush=True,
         )
-    return _report(steps[1], ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts)
+    return _report(eval_step, ts, data, batch_size, mesh, position, stopped_early, out, best_ckpts)
